@@ -1,0 +1,45 @@
+# Two commands do all set-up on a fresh machine: `make book` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Stamps make set-up run once, and again only when the pinned requirements change.
+PY_STAMP := $(VENV)/.installed
+SYS_STAMP := $(VENV)/.system-installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: book serve test grade bench clean
+
+$(PY_STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+# Debian packages for the browser test (chromium) and the grading sandbox (bubblewrap).
+$(SYS_STAMP): | $(PY_STAMP)
+	@command -v chromium >/dev/null && command -v bwrap >/dev/null || { \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium bubblewrap; }
+	touch $@
+
+book: $(PY_STAMP)
+	$(PY) -m tools.build_book
+
+serve:
+	@test -f _build/html/index.html || { echo "No built book: run 'make book' first."; exit 1; }
+	$(PY) -m http.server --bind 127.0.0.1 --directory _build/html 8000
+
+test: $(PY_STAMP) $(SYS_STAMP)
+	$(PY) -m pytest
+
+grade: $(PY_STAMP) $(SYS_STAMP)
+	$(PY) -m grader grade
+
+bench: $(PY_STAMP)
+	$(PY) bench/bptt.py
+	$(PY) bench/book.py
+	$(PY) bench/grade.py
+
+clean:
+	rm -rf _build
