@@ -1,0 +1,152 @@
+"""Small data sets: synthetic tasks with a controllable lag, and a text corpus.
+
+Everything is generated or shipped with the package: nothing is downloaded.
+All sequence arrays are time-major, like course_lib.rnn: xs (T, B, D).
+"""
+
+from importlib import resources
+
+import numpy as np
+
+from .validation import int_in_range
+
+
+def adding_problem(T, batch, seed=0):
+    """The adding problem (Hochreiter & Schmidhuber 1997): a many-to-one regression.
+
+    Each sequence has two input channels: a random value in [0, 1), and a marker
+    that is 1 at exactly two steps (one in the first half, one in the second half)
+    and 0 elsewhere. The target is the sum of the two marked values, so the model
+    must remember a value for up to T - 1 steps: T controls the lag.
+
+    Inputs:
+    - T: sequence length (>= 2);  batch: B;  seed: for numpy's default_rng
+    Returns:
+    - xs: shape (T, B, 2), float64
+    - targets: shape (B, 1), float64 (use with loss="mse", mode="many_to_one")
+    """
+    T = int_in_range("T", T, 2, 10**7)
+    batch = int_in_range("batch", batch, 1, 10**7)
+    rng = np.random.default_rng(seed)
+    values = rng.random((T, batch))
+    first = rng.integers(0, T // 2, batch)
+    second = rng.integers(T // 2, T, batch)
+    markers = np.zeros((T, batch))
+    columns = np.arange(batch)
+    markers[first, columns] = 1.0
+    markers[second, columns] = 1.0
+    xs = np.stack([values, markers], axis=-1)
+    targets = (values[first, columns] + values[second, columns])[:, None]
+    return xs, targets
+
+
+def delayed_copy(T, lag, batch, vocab_size, seed=0):
+    """Delayed copy: output at step t the symbol that was input at step t - lag.
+
+    Symbols are 1 .. vocab_size-1, one-hot encoded; class 0 is "blank", the target
+    for the first `lag` steps, before anything can be copied.
+
+    Inputs:
+    - T: sequence length;  lag: 0 <= lag < T;  batch: B
+    - vocab_size: V >= 2 (blank plus at least one symbol);  seed: for default_rng
+    Returns:
+    - xs: one-hot inputs, shape (T, B, V), float64
+    - targets: int classes, shape (T, B) (use with loss="cross_entropy")
+    """
+    T = int_in_range("T", T, 1, 10**7)
+    lag = int_in_range("lag", lag, 0, T - 1)
+    batch = int_in_range("batch", batch, 1, 10**7)
+    vocab_size = int_in_range("vocab_size", vocab_size, 2, 10**5)
+    rng = np.random.default_rng(seed)
+    symbols = rng.integers(1, vocab_size, (T, batch))
+    targets = np.zeros((T, batch), dtype=np.int64)
+    targets[lag:] = symbols[:T - lag]
+    return one_hot(symbols, vocab_size), targets
+
+
+def one_hot(ids, size):
+    """One-hot encode integer ids.
+
+    Inputs: ids int array of any shape (...), values in [0, size)
+    Returns: float64 array (..., size)
+    """
+    ids = np.asarray(ids)
+    return (ids[..., None] == np.arange(size)).astype(np.float64)
+
+
+CORPORA = ("fables",)
+
+
+def load_corpus(name="fables"):
+    """Return a small text shipped in course_lib/data/<name>.txt.
+
+    "fables": 27 of Aesop's fables retold in plain English for this course (public
+    domain stories, new wording), about 17 KB, for a character-level model.
+    """
+    if name not in CORPORA:
+        raise ValueError(f"unknown corpus {name!r}: choose one of {', '.join(map(repr, CORPORA))}")
+    return resources.files("course_lib").joinpath("data", f"{name}.txt").read_text(encoding="utf-8")
+
+
+class CharVocab:
+    """A character vocabulary: the sorted set of characters of a text.
+
+    Attributes:
+    - chars: list of the characters, index = id
+    - size: number of characters (V)
+    """
+
+    def __init__(self, text):
+        self.chars = sorted(set(text))
+        self.size = len(self.chars)
+        self._ids = {c: i for i, c in enumerate(self.chars)}
+
+    def encode(self, text):
+        """Text -> int64 array of ids, shape (len(text),)."""
+        unknown = sorted(set(text) - self._ids.keys())
+        if unknown:
+            raise ValueError(f"characters not in the vocabulary: {unknown!r}")
+        return np.array([self._ids[c] for c in text], dtype=np.int64)
+
+    def decode(self, ids):
+        """Int ids (any iterable) -> text."""
+        return "".join(self.chars[int(i)] for i in ids)
+
+
+def encode(text, vocab):
+    """Text -> ids with a CharVocab: shape (len(text),)."""
+    return vocab.encode(text)
+
+
+def decode(ids, vocab):
+    """Ids -> text with a CharVocab."""
+    return vocab.decode(ids)
+
+
+def batchify(ids, batch):
+    """Cut a long id sequence into `batch` parallel streams, time-major.
+
+    Stream b is the b-th contiguous slice of ids, so the hidden state can be
+    carried from one chunk of time to the next (as in TBPTT).
+
+    Inputs: ids shape (N,);  batch: B
+    Returns: int array (N // B, B); leftover ids at the end are dropped
+    """
+    ids = np.asarray(ids)
+    steps = len(ids) // batch
+    return ids[:steps * batch].reshape(batch, steps).T.copy()
+
+
+def char_task(text, vocab, T, batch):
+    """Next-character prediction inputs and targets from a text.
+
+    Inputs:
+    - text: str;  vocab: CharVocab;  T: steps (xs covers T steps);  batch: B
+    Returns:
+    - xs: one-hot, shape (T, B, V)
+    - targets: int (T, B): the character following each input character
+    """
+    streams = batchify(vocab.encode(text), batch)
+    if streams.shape[0] < T + 1:
+        raise ValueError(f"text too short for T = {T} steps in {batch} streams")
+    return one_hot(streams[:T], vocab.size), streams[1:T + 1]

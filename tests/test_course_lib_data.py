@@ -1,0 +1,67 @@
+"""course_lib.data: synthetic tasks, the shipped corpus, the character vocabulary."""
+
+import numpy as np
+import pytest
+
+from course_lib import data
+
+
+def test_adding_problem():
+    xs, targets = data.adding_problem(T=20, batch=50, seed=3)
+    assert xs.shape == (20, 50, 2) and targets.shape == (50, 1)
+    markers = xs[:, :, 1]
+    np.testing.assert_array_equal(markers.sum(axis=0), 2.0)
+    assert np.all(markers[:10].sum(axis=0) == 1) and np.all(markers[10:].sum(axis=0) == 1)
+    np.testing.assert_allclose(targets[:, 0], (xs[:, :, 0] * markers).sum(axis=0))
+    again, _ = data.adding_problem(T=20, batch=50, seed=3)
+    assert np.array_equal(xs, again)
+
+
+def test_delayed_copy():
+    xs, targets = data.delayed_copy(T=12, lag=3, batch=5, vocab_size=4, seed=1)
+    assert xs.shape == (12, 5, 4) and targets.shape == (12, 5)
+    assert np.issubdtype(targets.dtype, np.integer)
+    symbols = xs.argmax(axis=-1)
+    np.testing.assert_array_equal(xs.sum(axis=-1), 1.0)
+    assert np.all(symbols >= 1)
+    np.testing.assert_array_equal(targets[3:], symbols[:-3])
+    np.testing.assert_array_equal(targets[:3], 0)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(T=5, lag=5, batch=2, vocab_size=3), r"lag must lie in \[0, 4\], got 5"),
+    (dict(T=5, lag=1, batch=2, vocab_size=1), r"vocab_size must lie in \[2, 100000\], got 1"),
+])
+def test_delayed_copy_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        data.delayed_copy(**kwargs)
+
+
+def test_corpus_is_shipped_and_small():
+    text = data.load_corpus()
+    assert 10_000 < len(text.encode("utf-8")) < 60_000
+    assert text.isascii() and "THE TORTOISE AND THE HARE" in text
+    with pytest.raises(ValueError, match="unknown corpus 'shakespeare': choose one of 'fables'"):
+        data.load_corpus("shakespeare")
+
+
+def test_vocab_round_trip_and_unknown_characters():
+    text = data.load_corpus()
+    vocab = data.CharVocab(text)
+    ids = data.encode(text[:500], vocab)
+    assert ids.dtype == np.int64 and ids.max() < vocab.size
+    assert data.decode(ids, vocab) == text[:500]
+    with pytest.raises(ValueError, match=r"characters not in the vocabulary: \['~'\]"):
+        vocab.encode("a~")
+
+
+def test_batchify_and_char_task():
+    streams = data.batchify(np.arange(10), 3)
+    np.testing.assert_array_equal(streams, [[0, 3, 6], [1, 4, 7], [2, 5, 8]])
+    vocab = data.CharVocab("abcab")
+    xs, targets = data.char_task("abcabcabca", vocab, T=3, batch=2)
+    assert xs.shape == (3, 2, 3)
+    np.testing.assert_array_equal(xs.argmax(-1), [[0, 2], [1, 0], [2, 1]])
+    np.testing.assert_array_equal(targets, [[1, 0], [2, 1], [0, 2]])
+    with pytest.raises(ValueError, match="text too short for T = 5 steps in 2 streams"):
+        data.char_task("abcabcab", vocab, T=5, batch=2)

@@ -1,0 +1,182 @@
+"""course_lib.truncation: TBPTT(n, n) is full BPTT, TBPTT(k1, k2) is autograd with h
+detached k2 steps back, the training loop, and out-of-range k1/k2."""
+
+import numpy as np
+import pytest
+import torch
+
+from course_lib import optim, rnn
+from course_lib.gradcheck import rel_error
+from course_lib.truncation import tbptt_updates, train_tbptt
+from strategies import make_problem
+
+PHI = {"tanh": torch.tanh, "relu": torch.relu}
+
+
+def torch_tbptt(params, xs, targets, k1, k2, h0, activation, loss):
+    """Reference: for each update point `end`, run the sequence from the start with
+    every hidden state up to h_{end-k2} detached, and differentiate the mean loss of
+    the outputs since the previous update."""
+    T = len(xs)
+    phi = PHI[activation]
+    results = []
+    for start in range(0, T, k1):
+        end = min(start + k1, T)
+        P = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+        h = torch.tensor(h0)
+        vs = []
+        for t in range(end):
+            if t <= end - k2:
+                h = h.detach()  # h_t is at or before h_{end-k2}: a constant
+            h = phi(torch.tensor(xs[t]) @ P["W_xh"].T + h @ P["W_hh"].T + P["b_h"])
+            if t >= start:
+                # An output older than the window reaches W_hy and b_y only.
+                h_out = h.detach() if t + 1 <= end - k2 else h
+                vs.append(h_out @ P["W_hy"].T + P["b_y"])
+        v = torch.stack(vs)
+        y = torch.tensor(targets[start:end])
+        if loss == "cross_entropy":
+            L = torch.nn.functional.cross_entropy(v.reshape(-1, v.shape[-1]), y.reshape(-1))
+        else:
+            L = torch.nn.functional.mse_loss(v, y)
+        L.backward()
+        results.append((end, L.item(), {k: P[k].grad.numpy() for k in P}))
+    return results
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+@pytest.mark.parametrize("T", [1, 9])
+def test_tbptt_n_n_is_full_bptt_exactly(activation, loss, T):
+    params, xs, targets, h0 = make_problem(dict(T=T, B=3, D=2, H=4, C=3), seed=T, loss=loss)
+    value, grads, h_last = rnn.bptt(params, xs, targets, h0, activation, loss)
+    updates = tbptt_updates(params, xs, targets, T, T, h0, activation, loss)
+    (t, t_value, t_grads), = list(updates)
+    assert t == T and t_value == value
+    for k in grads:
+        np.testing.assert_array_equal(t_grads[k], grads[k])
+
+
+@pytest.mark.parametrize("k1,k2", [
+    (1, 10),   # TBPTT(1, n): Williams & Peng's classic, an update after every step
+    (2, 5),    # k1 < k2
+    (3, 3),    # k1 = k2, the chunked setting
+    (4, 4),    # k1 = k2 not dividing T: a shorter last block
+    (5, 2),    # k1 > k2: older outputs reach W_hy, b_y only
+    (10, 1),
+    (1, 1),
+    (7, 10),
+])
+@pytest.mark.parametrize("activation,loss", [("tanh", "cross_entropy"), ("relu", "mse")])
+def test_tbptt_matches_torch_with_h_detached_k2_steps_back(k1, k2, activation, loss):
+    params, xs, targets, h0 = make_problem(dict(T=10, B=2, D=3, H=4, C=3), seed=k1 * 10 + k2,
+                                           loss=loss)
+    ours = list(tbptt_updates(params, xs, targets, k1, k2, h0, activation, loss))
+    reference = torch_tbptt(params, xs, targets, k1, k2, h0, activation, loss)
+    assert [t for t, _, _ in ours] == [t for t, _, _ in reference]
+    for (t, value, grads), (_, ref_value, ref_grads) in zip(ours, reference):
+        assert value == pytest.approx(ref_value, rel=1e-12)
+        for k in grads:
+            assert rel_error(grads[k], ref_grads[k]) < 1e-10, (t, k)
+
+
+def test_truncation_changes_the_recurrent_gradient():
+    # A test that TBPTT(k1, k2 < n) really truncates: its gradient differs from BPTT's.
+    params, xs, targets, h0 = make_problem(dict(T=8, B=2, D=2, H=3, C=2), seed=4)
+    _, full, _ = rnn.bptt(params, xs, targets, h0)
+    (_, _, truncated), = list(tbptt_updates(params, xs, targets, 8, 3, h0))
+    np.testing.assert_array_equal(truncated["W_hy"], full["W_hy"])
+    assert rel_error(truncated["W_hh"], full["W_hh"]) > 1e-3
+
+
+def test_generator_returns_h_last_and_state_carries_across_calls():
+    params, xs, targets, h0 = make_problem(dict(T=9, B=2, D=3, H=4, C=3), seed=6)
+    hs, _ = rnn.forward(params, xs, h0)
+    first = tbptt_updates(params, xs[:4], targets[:4], 2, 3, h0)
+    with pytest.raises(StopIteration) as done:
+        while True:
+            next(first)
+    np.testing.assert_allclose(done.value.value, hs[4], rtol=1e-14)
+    second = list(tbptt_updates(params, xs[4:], targets[4:], 5, 5, done.value.value))
+    assert [t for t, _, _ in second] == [5]
+
+
+def torch_chunked_sgd(params, xs, targets, k, lr, h0, epochs):
+    """Chunked TBPTT(k, k) with SGD, the way PyTorch code usually writes it."""
+    P = {n: torch.tensor(v, requires_grad=True) for n, v in params.items()}
+    losses = []
+    for _ in range(epochs):
+        h = torch.tensor(h0)
+        for start in range(0, len(xs), k):
+            h = h.detach()
+            vs = []
+            for x_t in torch.tensor(xs[start:start + k]):
+                h = torch.tanh(x_t @ P["W_xh"].T + h @ P["W_hh"].T + P["b_h"])
+                vs.append(h @ P["W_hy"].T + P["b_y"])
+            v = torch.stack(vs)
+            L = torch.nn.functional.cross_entropy(
+                v.reshape(-1, v.shape[-1]), torch.tensor(targets[start:start + k]).reshape(-1))
+            L.backward()
+            with torch.no_grad():
+                for p in P.values():
+                    p -= lr * p.grad
+                    p.grad = None
+            losses.append(L.item())
+    return {n: p.detach().numpy() for n, p in P.items()}, losses, h.detach().numpy()
+
+
+def test_train_tbptt_matches_torch_chunked_training():
+    params, xs, targets, h0 = make_problem(dict(T=12, B=3, D=3, H=5, C=4), seed=8)
+    ref_params, ref_losses, ref_h = torch_chunked_sgd(params, xs, targets, 4, 0.5, h0, epochs=3)
+    history = train_tbptt(params, xs, targets, 4, 4, optim.SGD(0.5), h0, epochs=3)
+    assert history["t"] == [4, 8, 12] * 3 and history["epoch"] == [0] * 3 + [1] * 3 + [2] * 3
+    np.testing.assert_allclose(history["loss"], ref_losses, rtol=1e-12)
+    for k in params:
+        np.testing.assert_allclose(params[k], ref_params[k], rtol=1e-11, atol=1e-14)
+    np.testing.assert_allclose(history["h_last"], ref_h, rtol=1e-11)
+
+
+def test_train_tbptt_learns_delayed_copy_and_clips():
+    from course_lib.data import delayed_copy
+
+    xs, targets = delayed_copy(T=60, lag=2, batch=16, vocab_size=4, seed=0)
+    params = rnn.init_params(4, 16, 4, seed=0)
+    history = train_tbptt(params, xs, targets, 10, 10, optim.Momentum(0.3, 0.9),
+                          epochs=30, max_norm=1.0)
+    first, last = np.mean(history["loss"][:6]), np.mean(history["loss"][-6:])
+    assert last < 0.5 * first
+    assert len(history["grad_norm"]) == 6 * 30 and all(n > 0 for n in history["grad_norm"])
+
+
+@pytest.mark.parametrize("k1,k2,match", [
+    (0, 3, r"k1 \(steps between updates\) must lie in \[1, 10\], got 0"),
+    (11, 3, r"k1 \(steps between updates\) must lie in \[1, 10\], got 11"),
+    (3, 0, r"k2 \(steps of backpropagation\) must lie in \[1, 10\], got 0"),
+    (3, 12, r"k2 \(steps of backpropagation\) must lie in \[1, 10\], got 12"),
+])
+def test_k1_k2_out_of_range(k1, k2, match):
+    params, xs, targets, h0 = make_problem(dict(T=10, B=2, D=3, H=4, C=3), seed=0)
+    with pytest.raises(ValueError, match=match):
+        tbptt_updates(params, xs, targets, k1, k2, h0)
+    with pytest.raises(ValueError, match=match):
+        train_tbptt(params, xs, targets, k1, k2, optim.SGD(0.1), h0)
+
+
+def test_k1_must_be_an_int():
+    params, xs, targets, h0 = make_problem(dict(T=10, B=2, D=3, H=4, C=3), seed=0)
+    with pytest.raises(TypeError, match=r"k1 \(steps between updates\) must be an int, got 2.5"):
+        tbptt_updates(params, xs, targets, 2.5, 3, h0)
+
+
+def test_bad_targets_in_tbptt():
+    params, xs, targets, h0 = make_problem(dict(T=10, B=2, D=3, H=4, C=3), seed=0)
+    with pytest.raises(TypeError, match="integer class indices"):
+        tbptt_updates(params, xs, targets.astype(float), 2, 2, h0)
+
+
+def test_progress_bar_counts_updates(capsys):
+    params, xs, targets, h0 = make_problem(dict(T=10, B=2, D=3, H=4, C=3), seed=0)
+    history = train_tbptt(params, xs, targets, 4, 4, optim.SGD(0.1), h0, epochs=2,
+                          progress=True)
+    assert history["t"] == [4, 8, 10, 4, 8, 10]
+    assert "TBPTT(4, 4)" in capsys.readouterr().err
