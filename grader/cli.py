@@ -1,0 +1,63 @@
+"""Command line: ``python -m grader {check,grade,release}``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+USAGE = """examples:
+  python -m grader check exercises/03_bptt/03_bptt.ipynb   # student self-check
+  python -m grader grade                                   # grade grader/submitted/*
+  python -m grader grade --zip downloads.zip               # collect an LMS zip first
+  python -m grader release                                 # regenerate exercises/
+"""
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m grader", epilog=USAGE,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    c = sub.add_parser("check", help="run a notebook's visible tests; exit 1 on failure")
+    c.add_argument("notebook")
+    c.add_argument("--timeout", type=int, default=120, help="seconds per cell")
+
+    g = sub.add_parser("grade", help="autograde every submission in grader/submitted/")
+    g.add_argument("--root", help="course root (default: this repository)")
+    g.add_argument("--zip", dest="zip_path", help="LMS zip of <student>_<assignment>.ipynb files")
+    g.add_argument("--assignment", help="grade only this assignment")
+    g.add_argument("-j", "--workers", type=int, help="worker processes (default: cores)")
+    g.add_argument("--no-sandbox", action="store_true",
+                   help="run kernels without bubblewrap (trusted submissions only)")
+    g.add_argument("--force", action="store_true", help="regrade even unchanged submissions")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    r = sub.add_parser("release", help="generate exercises/ from solutions/")
+    r.add_argument("--root")
+    r.add_argument("--to", dest="release_dir", help="release folder (default: exercises/)")
+    r.add_argument("assignments", nargs="*")
+
+    args = p.parse_args(argv)
+    if args.cmd == "check":
+        from . import selfcheck
+
+        return selfcheck.run(args.notebook, timeout=args.timeout)
+    if args.cmd == "release":
+        from . import release
+
+        release.release(args.root, args.release_dir, args.assignments or None)
+        return 0
+    from . import pipeline
+
+    try:
+        s = pipeline.grade(args.root, workers=args.workers, zip_path=args.zip_path,
+                           assignment=args.assignment, sandbox=not args.no_sandbox,
+                           progress=not args.quiet, force=args.force)
+    except pipeline.GradingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"graded {len(s.graded)}, not gradable {len(s.failed)}, unchanged "
+          f"{len(s.skipped)} in {s.seconds:.1f} s")
+    for key in s.failed:
+        print(f"  not graded: {key} (see grader/grades.csv, column note)")
+    print("wrote grader/grades.csv, grader/feedback/, grader/report/index.html")
+    return 0

@@ -1,0 +1,454 @@
+"""``python -m grader grade``: autograde a whole class in parallel, incrementally.
+
+1. (``--zip``) nbgrader zip_collect an LMS download into grader/submitted/ (it refuses
+   to overwrite an existing submission).
+2. Sync the gradebook with solutions/ (``generate_assignment`` into a throw-away
+   release folder, so the committed exercises/ is never touched) when a source changed.
+3. Find grader/submitted/<student>/<assignment>/, check names, hash each submission.
+4. Grade what changed (new hash, or a new grading fingerprint: sources, registry,
+   course_lib, grader code, config) over N worker processes, each with one nbgrader
+   API object (its start-up cost is paid once): ``autograde`` then ``generate_feedback``
+   per submission; a tqdm bar counts notebooks.
+5. Write grader/grades.csv and the report (grader/report/index.html) from the
+   gradebook and the verdicts.
+
+The run state (hash per submission) is written after every finished submission, so
+killing the grader and re-running it redoes only what had not finished; hidden cases
+come from fixed seeds, so the grades are the same as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import html
+import importlib
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import nbapi, registry
+
+STUDENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+STATE_FILE = "grading_state.json"
+
+
+class GradingError(Exception):
+    """A problem with the grader's input that stops the run (message for the user)."""
+
+
+@dataclass
+class Task:
+    student: str
+    assignment: str
+    digest: str
+    note: str = ""
+
+
+@dataclass
+class RunSummary:
+    graded: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    failed: list = field(default_factory=list)
+    problems: list = field(default_factory=list)
+    seconds: float = 0.0
+
+
+# ---------------------------------------------------------------------------- hashing
+def _hash_tree(path: Path, h) -> None:
+    for root, dirs, files in os.walk(path, followlinks=False):
+        dirs.sort()
+        for name in sorted(files + [d for d in dirs if os.path.islink(os.path.join(root, d))]):
+            full = os.path.join(root, name)
+            rel = os.path.relpath(full, path)
+            h.update(rel.encode("utf-8", "surrogateescape") + b"\0")
+            if os.path.islink(full):
+                h.update(b"L" + os.readlink(full).encode("utf-8", "surrogateescape"))
+            elif os.path.isfile(full):
+                with open(full, "rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(chunk)
+            h.update(b"\0")
+
+
+def submission_digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    _hash_tree(folder, h)
+    return h.hexdigest()
+
+
+def _module_files(name: str) -> list[Path]:
+    """Source files of a module or package, found without importing it."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return []
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return []
+    f = Path(spec.origin)
+    return sorted(f.parent.rglob("*.py")) if f.name == "__init__.py" else [f]
+
+
+def fingerprint(root: Path, assignment: str) -> str:
+    """Everything besides the submission that decides a grade."""
+    from .judge import grading_salt
+
+    h = hashlib.sha256()
+    files = [root / "nbgrader_config.py", root / "solutions" / assignment / f"{assignment}.ipynb"]
+    files += sorted(Path(__file__).parent.glob("*.py"))
+    files += sorted((Path(__file__).parent / "sandbox").glob("*.py"))
+    files += _module_files(registry.module_name())
+    files += _module_files("course_lib")
+    for f in files:
+        if f.is_file():
+            h.update(str(f.name).encode() + b"\0" + f.read_bytes() + b"\0")
+    h.update(grading_salt().encode())
+    h.update(os.environ.get("COURSE_SANDBOX", "1").encode())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------- state
+def _load_state(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_state(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------- steps
+ZIP_MEMBER = re.compile(r"^(?:.*/)?(?P<student>[A-Za-z0-9.\-]+)_(?P<assignment>\d\d_[a-z_]+)\.ipynb$")
+
+
+def zip_collect(root: Path, zip_path: Path, assignments: list[str], log=print) -> list[str]:
+    """Collect an LMS zip of ``<student>_<assignment>.ipynb`` files with nbgrader
+    zip_collect. Existing submissions are never overwritten: a file identical to the
+    submission already there is skipped, a different one is reported and skipped."""
+    if not zip_path.is_file():
+        raise GradingError(f"no such zip file: {zip_path}")
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except zipfile.BadZipFile:
+        raise GradingError(f"{zip_path} is not a zip file") from None
+    wanted: dict[str, list] = {}
+    with zf:
+        for info in zf.infolist():
+            m = ZIP_MEMBER.match(info.filename)
+            if info.is_dir() or not m or m["assignment"] not in assignments:
+                continue
+            student, a = m["student"], m["assignment"]
+            data = zf.read(info)
+            existing = root / "grader" / "submitted" / student / a / f"{a}.ipynb"
+            if existing.exists():
+                if existing.read_bytes() != data:
+                    log(f"warning: {info.filename}: not collected, {student} already has a "
+                        f"different {a} submission (move grader/submitted/{student}/{a} away "
+                        "to replace it)")
+                continue
+            wanted.setdefault(a, []).append((f"{student}_{a}.ipynb", data))
+    if not wanted:
+        log(f"nothing new to collect from {zip_path}")
+        return []
+    from nbgrader.apps import ZipCollectApp
+    from nbgrader.utils import capture_log
+
+    api = nbapi.make_api(root)
+    for a, members in sorted(wanted.items()):
+        archive = root / "grader" / "downloaded" / a / "archive"
+        shutil.rmtree(archive.parent, ignore_errors=True)
+        archive.mkdir(parents=True)
+        with zipfile.ZipFile(archive / "collect.zip", "w") as out:
+            for name, data in members:
+                out.writestr(name, data)
+        app = ZipCollectApp(coursedir=api.coursedir, parent=api)
+        app.coursedir.assignment_id = a
+        result = capture_log(app)
+        if not result.get("success"):
+            text = result.get("log", "") + result.get("error", "")
+            raise GradingError(f"zip_collect of {a} failed:\n{text[-2000:]}")
+        log(f"collected {len(members)} new {a} submission(s) from {zip_path.name}")
+    return sorted(wanted)
+
+
+def sync_gradebook(root: Path, assignments: list[str], state: dict) -> None:
+    """Make the gradebook know every assignment's current source (cells, points)."""
+    synced = state.setdefault("_sources", {})
+    todo = []
+    for a in assignments:
+        digest = hashlib.sha256(
+            (root / "solutions" / a / f"{a}.ipynb").read_bytes()).hexdigest()
+        if synced.get(a) != digest:
+            todo.append((a, digest))
+    db = root / "grader" / "gradebook.db"
+    if not todo and (db.exists() or "sqlite" not in _db_url(root)):
+        return
+    if not todo:
+        todo = [(a, synced[a]) for a in assignments]
+    with tempfile.TemporaryDirectory(prefix="bptt-release-") as tmp:
+        api = nbapi.make_api(root, {"CourseDirectory": {"release_directory": tmp}})
+        for a, digest in todo:
+            result = api.generate_assignment(a, force=True, create=True)
+            if not result.get("success"):
+                raise GradingError(f"could not load solutions/{a} into the gradebook:\n"
+                                   f"{(result.get('log', '') + result.get('error', ''))[-3000:]}")
+            synced[a] = digest
+
+
+def _db_url(root: Path) -> str:
+    return nbapi.load_config(root).CourseDirectory.db_url
+
+
+def discover(root: Path, assignments: list[str]):
+    """(tasks, problems): one task per grader/submitted/<student>/<assignment>/."""
+    submitted = root / "grader" / "submitted"
+    problems: list[str] = []
+    tasks: list[Task] = []
+    if not submitted.is_dir():
+        raise GradingError(
+            f"no submissions folder {submitted}: put each submission in "
+            "grader/submitted/<student>/<assignment>/<assignment>.ipynb or pass --zip FILE")
+    for sdir in sorted(submitted.iterdir()):
+        if sdir.is_symlink() or not sdir.is_dir():
+            problems.append(f"ignored {sdir.name!r}: not a student folder")
+            continue
+        if not STUDENT_RE.match(sdir.name):
+            problems.append(f"ignored student folder {sdir.name!r}: use letters, digits, "
+                            "'.', '_' or '-' only")
+            continue
+        adirs = [p for p in sorted(sdir.iterdir()) if p.is_dir() and not p.is_symlink()]
+        if not adirs:
+            problems.append(f"student {sdir.name}: no assignment folder inside "
+                            f"(expected e.g. {sdir.name}/{assignments[0] if assignments else 'a'}/)")
+        for adir in adirs:
+            a = adir.name
+            if a not in assignments:
+                problems.append(f"student {sdir.name}: unknown assignment folder {a!r} "
+                                f"(known: {', '.join(assignments)})")
+                continue
+            nb = adir / f"{a}.ipynb"
+            note = ""
+            if not nb.exists():
+                others = [p.name for p in adir.glob("*.ipynb")]
+                note = (f"no notebook {a}.ipynb in the submission"
+                        + (f" (found {', '.join(others)}: rename it to {a}.ipynb)" if others else
+                           " (the folder is empty)" if not any(adir.iterdir()) else ""))
+            elif nb.is_symlink() or not nb.is_file():
+                note = f"{a}.ipynb is not a regular file"
+            tasks.append(Task(sdir.name, a, submission_digest(adir), note))
+    return tasks, problems
+
+
+# ---------------------------------------------------------------------------- workers
+_API = None
+_ROOT = None
+
+
+def _worker_init(root: str, env: dict) -> None:
+    global _API, _ROOT
+    import warnings
+
+    os.environ.update(env)
+    # nbgrader's SQLAlchemy use warns on every submission; its logs are captured
+    warnings.filterwarnings("ignore", module="nbgrader")
+    warnings.filterwarnings("ignore", message=".*not in session.*")
+    _ROOT = Path(root)
+    _API = nbapi.make_api(root)
+
+
+def _notebook_problem(path: Path) -> str:
+    import nbformat
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = json.load(fh)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return f"{path.name} is not a valid notebook file (not JSON: {exc})"
+    if not isinstance(raw, dict) or "cells" not in raw and "worksheets" not in raw:
+        return f"{path.name} is not a Jupyter notebook"
+    major = raw.get("nbformat")
+    if major != 4:
+        return f"{path.name} has notebook format {major}; save it with Jupyter (format 4)"
+    try:
+        nbformat.validate(nbformat.reads(json.dumps(raw), as_version=4))
+    except Exception as exc:  # noqa: BLE001 - any validation error
+        return f"{path.name} is not a valid notebook ({str(exc).splitlines()[0][:200]})"
+    return ""
+
+
+def _failure_reason(log: str) -> str:
+    lines = [ln for ln in log.splitlines() if "ERROR" in ln or "Error" in ln]
+    for ln in lines:
+        if "DeadKernel" in ln or "Kernel died" in ln:
+            return "the notebook's kernel died while running (e.g. os._exit, a crash or too much memory)"
+        if "CellTimeoutError" in ln or "Timeout" in ln:
+            return "a cell ran longer than the time limit"
+    return (lines[-1][-300:] if lines else "nbgrader could not grade this notebook")
+
+
+def _write_failure_feedback(root: Path, student: str, assignment: str, reason: str) -> None:
+    folder = root / "grader" / "feedback" / student / assignment
+    folder.mkdir(parents=True, exist_ok=True)
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{assignment}: feedback"
+            f"</title></head><body><h1>{html.escape(assignment)}: not graded</h1>"
+            f"<p>Student: {html.escape(student)}</p><p><strong>Your submission could not be "
+            f"graded:</strong> {html.escape(reason)}. Score: 0.</p><p>Fix this and submit "
+            f"again; check your notebook first with "
+            f"<code>python -m grader check {html.escape(assignment)}.ipynb</code>.</p>"
+            "</body></html>")
+    (folder / f"{assignment}.html").write_text(page)
+
+
+def grade_one(student: str, assignment: str, note: str = "") -> dict:
+    """Autograde and write feedback for one submission (runs in a worker)."""
+    root = _ROOT
+    t0 = time.perf_counter()
+    verdict_json = root / "grader" / "verdicts" / student / f"{assignment}.json"
+    verdict_json.unlink(missing_ok=True)
+    nb = root / "grader" / "submitted" / student / assignment / f"{assignment}.ipynb"
+    problem = note or (_notebook_problem(nb) if nb.is_file() else "")
+    result = _API.autograde(assignment, student, force=True, create=True)
+    graded_nb = root / "grader" / "autograded" / student / assignment / f"{assignment}.ipynb"
+    # nbgrader decides whether it can grade a notebook (it converts old formats, restores
+    # deleted test cells); the problem we saw is kept as a note either way
+    ok = bool(result.get("success")) and graded_nb.is_file()
+    status, reason = "graded", problem
+    if ok:
+        fb = _API.generate_feedback(assignment, student, force=True)
+        if not fb.get("success"):
+            status, reason = "feedback failed", _failure_reason(fb.get("log", ""))
+    else:
+        status = "not graded"
+        reason = problem or _failure_reason(result.get("log", "") + result.get("error", ""))
+        _write_failure_feedback(root, student, assignment, reason)
+    work = Path(tempfile.gettempdir()) / "bptt-grading"
+    if work.is_dir():  # case folders of notebooks whose kernel died before the verdict
+        for d in work.glob(f"*-{assignment}-*"):
+            # H7: the exact prefix <student>-<assignment>-, or student "ab" would delete
+            # the live case folder of student "ab-c" graded at the same time
+            if d.name.startswith(re.sub(r"[^A-Za-z0-9_.-]+", "_", student)[:40]
+                                 + f"-{assignment}-"):
+                shutil.rmtree(d, ignore_errors=True)
+    return {"student": student, "assignment": assignment, "status": status, "reason": reason,
+            "seconds": time.perf_counter() - t0}
+
+
+# ---------------------------------------------------------------------------- run
+def default_workers() -> int:
+    """Cores + 1 worker processes (COURSE_GRADE_WORKERS overrides): a worker spends
+    about half of each notebook's wall time waiting for its kernel to start, run and
+    stop, so one extra worker keeps both cores busy."""
+    if os.environ.get("COURSE_GRADE_WORKERS"):
+        return max(1, int(os.environ["COURSE_GRADE_WORKERS"]))
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, cores) + 1
+
+
+def grade(root: Path | str | None = None, workers: int | None = None, zip_path=None,
+          assignment: str | None = None, sandbox: bool = True, progress: bool = True,
+          force: bool = False, log=print) -> RunSummary:
+    root = Path(root or nbapi.REPO_ROOT).resolve()
+    t0 = time.perf_counter()
+    nbapi.prepare_environment()
+    os.environ["COURSE_SANDBOX"] = "1" if sandbox else "0"
+    assignments = nbapi.source_assignments(root)
+    if not assignments:
+        raise GradingError(f"no source notebooks in {root / 'solutions'}")
+    if assignment and assignment not in assignments:
+        raise GradingError(f"unknown assignment {assignment!r} (known: {', '.join(assignments)})")
+    summary = RunSummary()
+    (root / "grader").mkdir(exist_ok=True)
+    if zip_path:
+        zip_collect(root, Path(zip_path), assignments, log=log)
+    tasks, summary.problems = discover(root, assignments)
+    state_path = root / "grader" / STATE_FILE
+    state = _load_state(state_path)
+    sync_gradebook(root, assignments, state)
+    _save_state(state_path, state)
+    for p in summary.problems:
+        log(f"warning: {p}")
+    fps = {a: fingerprint(root, a) for a in assignments}
+    subs = state.setdefault("submissions", {})
+    todo = []
+    for t in tasks:
+        key = f"{t.student}/{t.assignment}"
+        old = subs.get(key) or {}
+        if assignment and t.assignment != assignment:
+            summary.skipped.append(key)  # not asked for: kept as graded before
+            continue
+        done = (old.get("digest") == t.digest and old.get("fingerprint") == fps[t.assignment]
+                and (root / "grader" / "feedback" / t.student / t.assignment).is_dir())
+        if done and not force:
+            summary.skipped.append(key)
+        else:
+            todo.append(t)
+    log(f"{len(tasks)} submissions: {len(todo)} to grade, {len(summary.skipped)} unchanged")
+    if todo:
+        _run_parallel(root, todo, workers or default_workers(), state, state_path, fps,
+                      summary, progress)
+    from . import report
+
+    present = {(t.student, t.assignment) for t in tasks}
+    report.write_grades_csv(root, present, state)
+    report.write_report(root, present)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _run_parallel(root, todo, n_workers, state, state_path, fps, summary, progress):
+    from tqdm import tqdm
+
+    env = {k: v for k, v in os.environ.items()
+           if k.startswith(("COURSE_", "PATH", "PYTHON", "MPL", "BPTT_"))}
+    subs = state["submissions"]
+    pending = list(todo)
+    attempts: dict[str, int] = {}
+    bar = tqdm(total=len(todo), desc="grading", unit="nb", disable=not progress,
+               file=sys.stderr)
+    ctx = multiprocessing.get_context("spawn")
+    while pending:
+        n = min(n_workers, len(pending))
+        with cf.ProcessPoolExecutor(n, mp_context=ctx, initializer=_worker_init,
+                                    initargs=(str(root), env)) as pool:
+            futures = {pool.submit(grade_one, t.student, t.assignment, t.note): t
+                       for t in pending}
+            pending = []
+            for fut in cf.as_completed(futures):
+                t = futures[fut]
+                key = f"{t.student}/{t.assignment}"
+                try:
+                    res = fut.result()
+                except Exception as exc:  # noqa: BLE001 - a worker died: retry once
+                    attempts[key] = attempts.get(key, 0) + 1
+                    if attempts[key] < 2:
+                        pending.append(t)
+                        continue
+                    res = {"status": "not graded", "seconds": 0.0,
+                           "reason": f"the grader's worker crashed ({type(exc).__name__})"}
+                # a crashed worker is the grader's failure, not the submission's: no
+                # digest, so the next run tries again
+                crashed = "worker crashed" in res.get("reason", "")
+                subs[key] = {"digest": None if crashed else t.digest,
+                             "fingerprint": fps[t.assignment], "status": res["status"],
+                             "reason": res["reason"], "seconds": round(res["seconds"], 2)}
+                _save_state(state_path, state)
+                (summary.graded if res["status"] == "graded" else summary.failed).append(key)
+                bar.update(1)
+    bar.close()

@@ -1,0 +1,255 @@
+"""SandboxedExecute: nbgrader's Execute, run in the sandbox kernel, and hardened.
+
+* kernel: ``SandboxKernelManager`` (bubblewrap, see kernel.py); ``sandbox=False`` keeps
+  every other protection below with a plain local kernel (used to measure overhead);
+* ``timeout``: wall time per cell (s); ``notebook_timeout``: wall time for the notebook;
+  each cell gets ``min(timeout, what is left of notebook_timeout)``;
+* a timed-out cell is interrupted (message mode: works for loops that swallow
+  KeyboardInterrupt too); if the kernel does not answer within ``recover_grace`` s, or
+  dies (os._exit, segfault, quit(), out of memory), a fresh sandbox kernel is started
+  and the cells that ran cleanly before are replayed (their outputs are kept as they
+  were), so the rest of the notebook is still graded; the failing cell gets an error
+  output that says what happened. If that fails too (or the notebook time is used up)
+  every remaining code cell gets an error output (0 points for its tests) and grading
+  goes on with the next notebook: nbgrader never sees a dead kernel and never drops
+  the notebook;
+* ``max_cell_output_bytes``: output kept per cell; the rest is dropped as it arrives
+  (plus one ``[output truncated ...]`` line); the client also refuses single messages
+  over ``SandboxKernelClient.max_message_bytes``;
+* the iopub timeout that makes stock nbgrader abort a notebook is only a warning here.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import time
+
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbclient.client import NotebookClient
+from nbformat.v4 import new_output
+from traitlets import Bool, Float, Integer
+
+from nbgrader.preprocessors import Execute
+
+from .kernel import SandboxKernelManager
+
+TIMEOUT_ENAME = "CellTimeoutError"
+
+
+class SandboxedExecute(Execute):
+    timeout = Integer(30, help="wall-time limit per cell, seconds").tag(config=True)
+    notebook_timeout = Integer(600, help="wall-time limit per notebook, seconds").tag(config=True)
+    max_cell_output_bytes = Integer(100_000, help="output bytes kept per cell").tag(config=True)
+    recover_grace = Float(3.0, help="seconds a timed-out kernel gets to answer").tag(config=True)
+    sandbox = Bool(True, help="run the kernel in bubblewrap (False: plain kernel)").tag(
+        config=True)
+    restart_on_failure = Bool(True, help="restart + replay after a dead/stuck kernel").tag(
+        config=True)
+    raise_on_iopub_timeout = Bool(False).tag(config=True)
+    interrupt_on_timeout = Bool(True).tag(config=True)
+    shell_timeout_interval = Integer(1).tag(config=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.sandbox:
+            self.kernel_manager_class = SandboxKernelManager
+
+    # ---------------------------------------------------------------- timeouts
+    def _get_timeout(self, cell):
+        budget = getattr(self, "_cell_budget", None)
+        return budget if budget else super()._get_timeout(cell)
+
+    # ---------------------------------------------------------------- outputs
+    def output(self, outs, msg, display_id, cell_index):
+        used = self._out_bytes.get(cell_index, 0)
+        cap = self.max_cell_output_bytes
+        content = msg.get("content", {})
+        if msg["msg_type"] == "stream":
+            size = len(content.get("text", "").encode("utf-8", "replace"))
+        else:
+            size = len(json.dumps(content.get("data", content), default=str))
+        if used + size > cap:
+            if used >= cap + 1:  # already truncated
+                return None
+            self._out_bytes[cell_index] = cap + 1
+            if msg["msg_type"] == "stream" and cap - used > 0:
+                msg = copy.deepcopy(msg)
+                msg["content"]["text"] = msg["content"]["text"][: cap - used]
+                super().output(outs, msg, display_id, cell_index)
+            # display_data, not a stream: stream coalescing and LimitOutput would cut it
+            note = new_output("display_data", data={
+                "text/plain": f"[output truncated: this cell produced more than {cap} bytes]"})
+            outs.append(note)
+            return note
+        self._out_bytes[cell_index] = used + size
+        return super().output(outs, msg, display_id, cell_index)
+
+    # ---------------------------------------------------------------- kernel
+    def _start_kernel(self) -> None:
+        if self.km is None:
+            self.km = self.create_kernel_manager()
+        self._cell_budget = None
+        self.start_new_kernel()
+        self.start_new_kernel_client()
+        info = self.wait_for_reply(self.kc.kernel_info())
+        if info is not None and "language_info" in info["content"]:
+            self.nb.metadata["language_info"] = info["content"]["language_info"]
+
+    def _stop_kernel(self) -> None:
+        if self.km is None:
+            return
+        try:
+            self._cleanup_kernel()
+        except Exception as e:  # noqa: BLE001 - a dying kernel must not stop grading
+            self.log.warning("sandbox: kernel cleanup: %s", e)
+            try:
+                self.km.cleanup_resources()
+            except Exception:  # noqa: BLE001
+                pass
+        self.km = None
+        self.kc = None
+
+    def _responsive(self, grace: float) -> bool:
+        try:
+            self._cell_budget = max(1, int(round(grace)))
+            reply = self.wait_for_reply(self.kc.kernel_info())
+            return reply is not None
+        except DeadKernelError:
+            return False
+        except Exception:  # noqa: BLE001
+            return False
+        finally:
+            self._cell_budget = None
+
+    def _reap(self) -> int:
+        """Kill processes the cell left behind; how many there were."""
+        reap = getattr(self.km, "reap_strays", None)
+        if reap is None:
+            return 0
+        try:
+            n = reap()
+        except Exception as e:  # noqa: BLE001
+            self.log.warning("sandbox: reaping strays: %s", e)
+            return 0
+        if n:
+            self.log.warning("sandbox: killed %d stray processes of the kernel", n)
+        return n
+
+    def _remaining(self) -> float:
+        return self.notebook_timeout - (time.monotonic() - self._nb_start)
+
+    def _restart_and_replay(self, upto: int) -> str | None:
+        """Fresh kernel, replay the clean cells before ``upto``. None, or why it failed."""
+        self._stop_kernel()
+        if not self.restart_on_failure:
+            return "the kernel was lost"
+        try:
+            self._start_kernel()
+        except Exception as e:  # noqa: BLE001
+            return f"the kernel could not be restarted ({type(e).__name__})"
+        for idx in self._ok_cells:
+            if idx >= upto:
+                break
+            left = self._remaining()
+            if left <= 1:
+                return "the notebook time limit was reached while restarting the kernel"
+            self._cell_budget = int(max(1, min(self.timeout, left)))
+            shadow = copy.deepcopy(self.nb.cells[idx])
+            try:
+                self.execute_cell(shadow, idx, store_history=True)
+            except Exception as e:  # noqa: BLE001
+                return f"re-running the earlier cells failed ({type(e).__name__})"
+            if any(o.get("output_type") == "error" for o in shadow.get("outputs", [])):
+                return "re-running the earlier cells failed"
+        self.log.warning("sandbox: kernel restarted, %d cells replayed", len(self._ok_cells))
+        return None
+
+    @staticmethod
+    def _error(ename: str, evalue: str):
+        return new_output("error", ename=ename, evalue=evalue,
+                          traceback=[f"\x1b[0;31m{ename}\x1b[0m: {evalue}"])
+
+    # ---------------------------------------------------------------- main loop
+    def preprocess(self, nb, resources=None, km=None):
+        NotebookClient.__init__(self, nb, km)
+        self.reset_execution_trackers()
+        self._check_assign_resources(resources)
+        self._nb_start = time.monotonic()
+        self._ok_cells: list[int] = []
+        self._out_bytes: dict[int, int] = {}
+        self._cell_budget = None
+        broken: str | None = None
+        try:
+            try:
+                self._start_kernel()
+            except Exception as e:  # noqa: BLE001
+                broken = f"the grading kernel could not start ({type(e).__name__}: {e})"
+            for index, cell in enumerate(self.nb.cells):
+                if cell.cell_type != "code" or not cell.source.strip():
+                    continue
+                if broken is None and self._remaining() <= 1:
+                    broken = (f"the notebook time limit ({self.notebook_timeout} s) was "
+                              "reached before this cell ran")
+                    self._stop_kernel()
+                if broken is not None:
+                    cell.outputs = [self._error("NotExecuted", f"not run: {broken}")]
+                    cell.execution_count = None
+                    continue
+                self._cell_budget = int(max(1, min(self.timeout, self._remaining())))
+                limit = self._cell_budget
+                failure = None
+                try:
+                    self.preprocess_cell(cell, resources, index)
+                except DeadKernelError:
+                    failure = "died"
+                except CellTimeoutError:
+                    failure = "stuck"
+                except Exception as e:  # noqa: BLE001 - e.g. garbled messages from forks
+                    self.log.warning("sandbox: cell %d: %s: %s", index, type(e).__name__, e)
+                    failure = "broken"
+                finally:
+                    self._cell_budget = None
+                    strays = self._reap()
+                if strays and not failure:
+                    failure = "forked"
+                outs = cell.get("outputs", [])
+                timed_out = any(o.get("output_type") == "error" and o.get("ename") == TIMEOUT_ENAME
+                                for o in outs)
+                if failure == "died":
+                    cell.outputs = outs + [self._error(
+                        "KernelDied",
+                        "the Python kernel died while running this cell (os._exit, exit(), a "
+                        "crash such as a segfault, or the memory limit); the cells after it "
+                        "were run in a fresh kernel")]
+                elif failure == "broken":
+                    cell.outputs = outs + [self._error(
+                        "KernelError",
+                        "the kernel's messages for this cell could not be read; the cells "
+                        "after it were run in a fresh kernel")]
+                elif failure == "forked" and not timed_out:
+                    cell.outputs = outs + [self._error(
+                        "ProcessLimit",
+                        f"this cell left {strays} processes running; they were killed and "
+                        "the cells after it were run in a fresh kernel (grading code must "
+                        "not start processes)")]
+                elif timed_out or failure == "stuck":
+                    cell.outputs = [o for o in outs if not (
+                        o.get("output_type") == "error" and o.get("ename") in (
+                            TIMEOUT_ENAME, "KeyboardInterrupt"))]
+                    cell.outputs.append(self._error(
+                        TIMEOUT_ENAME,
+                        f"this cell was stopped after {limit} s (the time limit per cell): an "
+                        "infinite loop, or code far slower than it needs to be"))
+                    if failure in ("stuck", "forked") or not self._responsive(self.recover_grace):
+                        failure = "stuck"
+                if failure:
+                    why = self._restart_and_replay(index)
+                    if why is not None:
+                        broken = why
+                        self._stop_kernel()
+                elif not any(o.get("output_type") == "error" for o in cell.outputs):
+                    self._ok_cells.append(index)
+        finally:
+            self._stop_kernel()
+        self.set_widgets_metadata()
+        return self.nb, self.resources

@@ -1,0 +1,109 @@
+"""nbgrader configuration of the course (the course root is this file's folder).
+
+    solutions/<a>/<a>.ipynb          source (instructor) notebooks
+    exercises/<a>/<a>.ipynb          generated student notebooks (committed)
+    grader/submitted|autograded|feedback/<student>/<a>/   nbgrader's run-time folders
+    grader/gradebook.db              the gradebook (SQLite; any SQLAlchemy URL works)
+
+Grading never trusts the student's kernel: ``grader.verdict.PrepareCases`` writes the
+case inputs before ``Execute``, the kernel only records what the student's functions
+return, and ``grader.verdict.Verdict`` decides every test cell in this process before
+``SaveAutoGrades`` stores the points. The kernel runs in the bubblewrap sandbox of
+``grader.sandbox`` unless ``COURSE_SANDBOX=0`` (or bubblewrap is missing).
+"""
+import os
+import shutil
+
+c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this file
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+c.CourseDirectory.root = ROOT
+c.CourseDirectory.course_id = "bptt-course"
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "exercises"
+c.CourseDirectory.submitted_directory = os.path.join("grader", "submitted")
+c.CourseDirectory.autograded_directory = os.path.join("grader", "autograded")
+c.CourseDirectory.feedback_directory = os.path.join("grader", "feedback")
+# PostgreSQL works the same: COURSE_DB_URL=postgresql://user@host/bptt
+c.CourseDirectory.db_url = os.environ.get(
+    "COURSE_DB_URL", "sqlite:///" + os.path.join(ROOT, "grader", "gradebook.db"))
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback",
+                            ".*"]
+
+# ---- releasing: exercises/ is committed, so generation must be deterministic
+c.GenerateAssignment.create_assignment = True
+
+# ---- autograding
+# a deleted or edited test cell comes back from the gradebook's copy
+c.OverwriteCells.add_missing_cells = True
+# code that swallows KeyboardInterrupt must cost that cell, not the whole notebook
+c.Execute.raise_on_iopub_timeout = False
+c.Execute.timeout = int(os.environ.get("COURSE_CELL_TIMEOUT", "30"))  # seconds per cell
+c.Execute.startup_timeout = 60
+c.Execute.interrupt_on_timeout = True
+c.LimitOutput.max_lines = 200
+c.LimitOutput.max_traceback = 50
+
+
+def _execute_class() -> str:
+    """H7's SandboxedExecute (bubblewrap kernel, per-notebook time limit, output caps,
+    recovery from dead kernels); nbgrader's Execute only if it cannot be imported."""
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec("grader.sandbox.execute") is not None:
+            return "grader.sandbox.execute.SandboxedExecute"
+    except ImportError:
+        pass
+    return "nbgrader.preprocessors.Execute"
+
+
+EXECUTE = _execute_class()
+c.Autograde.autograde_preprocessors = [
+    "grader.verdict.PrepareCases",
+    EXECUTE,
+    "grader.verdict.Verdict",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.Verdict.verdict_directory = os.path.join(ROOT, "grader", "verdicts")
+# H7: edited nbgrader metadata (a renamed grade id, answer cells flagged as tests) made
+# nbgrader drop the whole notebook (KeyError in OverwriteCells): restore every cell's
+# nbgrader metadata from the gradebook first (grader/sandbox/sanitize.py)
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "grader.sandbox.sanitize.RestoreCellMetadata",
+    "nbgrader.preprocessors.OverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+
+# The sandbox switch: COURSE_SANDBOX=0 (`python -m grader grade --no-sandbox`) runs the
+# kernel unsandboxed (same time/output limits); bubblewrap missing -> unsandboxed too.
+SANDBOX = (os.environ.get("COURSE_SANDBOX", "1") != "0"
+           and bool(shutil.which("bwrap")) and bool(shutil.which("setpriv"))
+           and os.geteuid() == 0)
+if EXECUTE.endswith("SandboxedExecute"):
+    c.SandboxedExecute.sandbox = SANDBOX
+    c.SandboxedExecute.timeout = c.Execute.timeout
+    c.SandboxedExecute.notebook_timeout = int(os.environ.get("COURSE_NOTEBOOK_TIMEOUT", "300"))
+
+# ---- feedback: never show hidden tests
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
+
+# ---- LMS zip downloads (python -m grader grade --zip FILE): files named
+# <student>_<assignment>.ipynb, possibly inside folders, e.g. "ada_03_bptt.ipynb"
+c.ZipCollectApp.collector_plugin = "nbgrader.plugins.FileNameCollectorPlugin"
+c.ZipCollectApp.downloaded_directory = os.path.join("grader", "downloaded")
+c.FileNameCollectorPlugin.named_regexp = (
+    r"^(?:.*/)?(?P<student_id>[A-Za-z0-9.\-]+)_(?P<file_id>\d\d_[a-z_]+\.ipynb)$")

@@ -1,0 +1,210 @@
+"""The grading sandbox on its own (grader.sandbox): SandboxedExecute runs small
+notebooks whose cells attack the machine, and every attack must be contained while
+the cells after it still run. The end-to-end corpus (through `python -m grader grade`)
+is in test_adversarial_corpus.py."""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+from traitlets.config import Config
+
+from grader import sandbox
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(not sandbox.available(),
+                                reason="needs root, bubblewrap and setpriv")
+
+
+def run(cells, tmp_path, name="scratch", timeout=3, notebook_timeout=120, **kw):
+    from grader.sandbox.execute import SandboxedExecute
+
+    scratch = tmp_path / name
+    scratch.mkdir(exist_ok=True)
+    cfg = Config()
+    for k, v in kw.items():
+        cls, attr = k.split("__")
+        cfg[cls][attr] = v
+    ep = SandboxedExecute(timeout=timeout, notebook_timeout=notebook_timeout, config=cfg)
+    nb = new_notebook(cells=[new_code_cell(c) for c in cells])
+    t0 = time.monotonic()
+    ep.preprocess(nb, {"metadata": {"path": str(scratch)}})
+    return nb, time.monotonic() - t0
+
+
+def text(cell) -> str:
+    parts = []
+    for o in cell.outputs:
+        if o.output_type == "stream":
+            parts.append(o.text)
+        elif o.output_type == "error":
+            parts.append(f"{o.ename}: {o.evalue}")
+        else:
+            parts.append(str(o.get("data", {}).get("text/plain", "")))
+    return "".join(parts)
+
+
+def errors(cell) -> list[str]:
+    return [o.ename for o in cell.outputs if o.output_type == "error"]
+
+
+def test_what_the_kernel_can_see_and_do(tmp_path):
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    got = []
+    threading.Thread(target=lambda: got.append(srv.accept()), daemon=True).start()
+    secret = tmp_path / "other_student" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("other student's work")
+    course = str(ROOT)
+    nb, _ = run([
+        "import os, socket, subprocess; print('uid', os.getuid())",
+        # network: outside address and the host's loopback
+        f"""for addr in [('1.1.1.1', 80), ('127.0.0.1', {port})]:
+    try:
+        socket.create_connection(addr, timeout=2); print('CONNECTED', addr)
+    except OSError as e:
+        print('refused', addr, type(e).__name__)""",
+        # course tree, other students, root-only files, the rest of the temp dir
+        f"""for p in [{course!r} + '/solutions', {course!r} + '/grader', {course!r} + '/tests',
+          {str(secret)!r}, '/etc/shadow']:
+    try:
+        print('SEEN', p, os.listdir(p) if os.path.isdir(p) else open(p).read()[:10])
+    except OSError as e:
+        print('hidden', p, type(e).__name__)
+print(sorted(os.listdir({course!r})), sorted(os.listdir({str(tmp_path)!r})))""",
+        # writes outside the scratch dir, privileges
+        f"""for p in [{course!r} + '/course_lib/x.py', {course!r} + '/.venv/x', '/usr/x', '/etc/x']:
+    try:
+        open(p, 'w').write('x'); print('WROTE', p)
+    except OSError as e:
+        print('readonly', p, type(e).__name__)
+r = subprocess.run('umount /tmp; su -c id root </dev/null', shell=True, capture_output=True, text=True)
+print('umount/su rc', r.returncode, 'uid=0' in r.stdout)
+open('scratch_ok.txt', 'w').write('fine'); print('scratch writable')""",
+    ], tmp_path)
+    out = [text(c) for c in nb.cells]
+    uid = int(out[0].split()[1])
+    assert uid >= 3_000_000, out[0]
+    assert "CONNECTED" not in out[1] and out[1].count("refused") == 2, out[1]
+    assert not got
+    assert "SEEN" not in out[2] and out[2].count("hidden") == 5, out[2]
+    # only the mount points themselves: the venv, course_lib, this student's scratch
+    assert "['.venv', 'course_lib'] ['scratch']" in out[2], out[2]
+    assert "WROTE" not in out[3] and out[3].count("readonly") == 4, out[3]
+    assert "uid=0" not in out[3] and "True" not in out[3]
+    assert "scratch writable" in out[3]
+    assert (tmp_path / "scratch" / "scratch_ok.txt").read_text() == "fine"
+    # ownership is given back to the grader once the kernel is gone
+    assert (tmp_path / "scratch" / "scratch_ok.txt").stat().st_uid == os.getuid()
+    assert not (ROOT / "course_lib" / "x.py").exists()
+
+
+def test_resource_attacks_are_contained_and_later_cells_still_run(tmp_path):
+    nb, elapsed = run([
+        "a = 1",
+        "x = b'x' * (64 << 30)",  # memory bomb
+        "print('after memory', a)",
+        """import os
+n = 0
+try:
+    for i in range(1000):
+        if os.fork() == 0:
+            import time; time.sleep(60); os._exit(0)
+        n += 1
+except OSError as e:
+    print('fork stopped at', n, e.errno)""",
+        "print('after fork bomb', a)",
+        "while True: pass",  # infinite loop
+        "print('after loop', a)",
+        """import time
+while True:
+    try:
+        time.sleep(10)
+    except KeyboardInterrupt:
+        pass""",  # loop swallowing KeyboardInterrupt: kernel restarted, cells replayed
+        "print('after swallow', a); b = 2",
+        "import os; os._exit(3)",
+        "print('after _exit', a, b)",
+        "import ctypes; ctypes.string_at(0)",
+        "print('after segfault', a, b)",
+        "import sys; sys.exit(1)",
+        "print('after sys.exit', a, b)",
+        "import sys\nfor i in range(2_000_000): sys.stdout.write('x')",
+        "print('\\n'.join(map(str, range(3_000_000))))",
+        "print('end', a, b)",
+    ], tmp_path, timeout=3)
+    c = nb.cells
+    assert errors(c[1]) == ["MemoryError"]
+    assert "after memory 1" in text(c[2])
+    n = int(text(c[3]).split()[3])
+    assert n < 64, text(c[3])
+    assert errors(c[3]) == ["ProcessLimit"] and "were killed" in text(c[3])
+    assert "after fork bomb 1" in text(c[4])
+    assert errors(c[5]) == ["CellTimeoutError"] and "time limit per cell" in text(c[5])
+    assert "after loop 1" in text(c[6])
+    assert errors(c[7]) == ["CellTimeoutError"]
+    assert "after swallow 1" in text(c[8])
+    assert errors(c[9]) == ["KernelDied"] and "fresh kernel" in text(c[9])
+    assert "after _exit 1 2" in text(c[10])
+    assert errors(c[11]) == ["KernelDied"]
+    assert "after segfault 1 2" in text(c[12])
+    assert errors(c[13]) == ["SystemExit"]
+    assert "after sys.exit 1 2" in text(c[14])
+    for big in (c[15], c[16]):
+        assert "[output truncated" in text(big)
+        assert len(text(big)) < 110_000
+    assert "end 1 2" in text(c[17])
+    print(f"resource attacks notebook: {elapsed:.1f} s")
+
+
+def test_notebook_time_limit_marks_every_remaining_cell(tmp_path):
+    nb, elapsed = run(["import time; time.sleep(2)", "time.sleep(2)", "time.sleep(2)",
+                       "print('never')", "print('never')"], tmp_path, timeout=10,
+                      notebook_timeout=5)
+    assert elapsed < 12
+    assert errors(nb.cells[-1]) == ["NotExecuted"] and "notebook time limit" in text(nb.cells[-1])
+    assert "never" not in "".join(text(c) for c in nb.cells if c.outputs and
+                                  c.outputs[0].output_type == "stream")
+
+
+def test_reference_stub_view(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_EXERCISES_MODULE", "tests.fixtures.adversarial.stub_registry")
+    monkeypatch.setenv("BPTT_SANDBOX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.syspath_prepend(str(ROOT))
+    from grader.sandbox import stubs
+
+    stubs._BINDINGS.clear()
+    assert stubs.stub_targets("91_stub") == {
+        "course_lib.losses.softmax": "softmax",
+        "course_lib.rnn.bptt": "bptt_many_to_one",
+        "course_lib.rnn.backward": "bptt_many_to_one",
+    }
+    nb, _ = run([
+        "import numpy as np\nfrom course_lib import losses, rnn",
+        "losses.softmax(np.zeros(3))",
+        "p = rnn.init_params(2, 3, 2); rnn.bptt(p, np.ones((2, 1, 2)), np.zeros((2, 1), int))",
+        "rnn.backward(p, np.ones((2, 1, 2)), np.zeros((3, 1, 3)), np.zeros((2, 1, 3)))",
+        # what stays: forward pass, other losses (another assignment's reference)
+        "print(rnn.forward(p, np.ones((2, 1, 2)))[0].shape, "
+        "losses.cross_entropy(np.zeros((1, 2)), np.array([0]))[0])",
+        "import inspect; src = inspect.getsource(losses.softmax)\n"
+        "print('np.exp(' in src, 'return' in src, 'ReferenceUnavailableError' in src)",
+    ], tmp_path, name="91_stub")
+    c = nb.cells
+    assert errors(c[1]) == ["ReferenceUnavailableError"]
+    assert ("course_lib.losses.softmax is the reference implementation and is unavailable "
+            "while grading: implement softmax yourself") in text(c[1])
+    assert errors(c[2]) == ["ReferenceUnavailableError"] and "bptt_many_to_one" in text(c[2])
+    assert errors(c[3]) == ["ReferenceUnavailableError"]
+    assert "(3, 1, 3) 0.693" in text(c[4])
+    assert "False False True" in text(c[5])  # the source is gone too
+    stubs._BINDINGS.clear()

@@ -1,0 +1,152 @@
+"""The exercise registry (grader/exercises) and the solution notebooks agree.
+
+* every reference passes its own visible and hidden cases (through the judge);
+* every catalogued mistake differs from the reference on each case set, and the
+  judge names exactly that mistake for it (so no two mistakes are confused);
+* each assignment has >= 3 mistakes, >= 1 manually graded answer, and test cells
+  in the SPEC's form with the registry's points;
+* the functions of solutions/<a>/<a>.ipynb equal the references on all cases, and
+  the notebook is what tools/author_assignments.py generates.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from course_lib import checks
+from grader import exercises as reg
+from grader import judge
+
+REPO = Path(__file__).resolve().parent.parent
+ASSIGNMENTS = ("01_backprop", "02_softmax", "03_bptt", "04_truncation", "05_vanishing")
+HIDDEN_SEEDS = tuple(range(12)) + (12345, 2**63 - 1)  # the grader draws 64-bit seeds
+KEYS = sorted(reg.EXERCISES)
+
+
+def _case_sets(ex):
+    yield "visible", False, judge.cases_for(ex, False)
+    for seed in HIDDEN_SEEDS:
+        yield f"hidden seed {seed}", True, judge.cases_for(ex, True, seed=seed)
+
+
+def _same(ex, a, b) -> bool:
+    return all(x[0] == "ok" and y[0] == "ok" and
+               judge.compare(x[1], y[1], ex.rtol, ex.atol) is None for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("key", KEYS, ids=["/".join(k) for k in KEYS])
+def test_reference_passes_its_cases(key):
+    ex = reg.EXERCISES[key]
+    for label, hidden, cases in _case_sets(ex):
+        assert cases, f"{key} has no {label} cases"
+        v = judge.judge_record(ex, cases, checks.run_cases(ex.reference, cases), hidden)
+        assert v.passed, f"{label}: {v.message}"
+
+
+@pytest.mark.parametrize("key", KEYS, ids=["/".join(k) for k in KEYS])
+def test_mistakes_differ_and_are_named(key):
+    ex = reg.EXERCISES[key]
+    for label, hidden, cases in _case_sets(ex):
+        ref = judge.outputs_of(ex.reference, cases)
+        outs = {}
+        for m in ex.mistakes:
+            out = judge.outputs_of(m.fn, cases)
+            assert all(o[0] == "ok" for o in out), f"{m.name} raises on {label}"
+            assert not _same(ex, out, ref), f"{m.name!r} equals the reference on {label}"
+            outs[m.name] = out
+            v = judge.judge_record(ex, cases, checks.run_cases(m.fn, cases), hidden)
+            assert not v.passed and v.mistake == m.name, f"{label}: {m.name}: {v.message}"
+        names = list(outs)
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                assert not _same(ex, outs[a], outs[b]), f"{a!r} == {b!r} on {label}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_catalogue_size_and_sources(assignment):
+    keys = [k for k in reg.MISTAKE_SOURCES if k[0] == assignment]
+    assert len(keys) >= 3
+    for a, fn, name in keys:
+        source = reg.MISTAKE_SOURCES[(a, fn, name)]
+        assert re.search(rf"^def {fn}\s*\(", source, re.M)
+        assert "### BEGIN" not in source and "### END" not in source
+        assert name in {m.name for m in reg.EXERCISES[(a, fn)].mistakes}
+        solution = reg.strip_markers(reg.MODULES[a].SOLUTIONS[fn])
+        assert source != solution
+
+
+def _notebook(assignment):
+    return json.loads((REPO / "solutions" / assignment / f"{assignment}.ipynb").read_text())
+
+
+def _nbg(cell):
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_notebook_cells_follow_the_protocol(assignment):
+    nb = _notebook(assignment)
+    cells = nb["cells"]
+    first_code = next(c for c in cells if c["cell_type"] == "code")
+    src = "".join(first_code["source"])
+    assert "import numpy as np" in src and "from course_lib.checks import check" in src
+    names = {n for a, n in reg.EXERCISES if a == assignment}
+    tests = {}
+    manual = 0
+    ids = []
+    for c in cells:
+        m = _nbg(c)
+        if not m:
+            continue
+        assert m["schema_version"] == 3
+        ids.append(m["grade_id"])
+        source = "".join(c["source"])
+        if c["cell_type"] == "markdown" and m.get("grade") and m.get("solution"):
+            manual += 1
+            assert m["points"] > 0
+        if c["cell_type"] == "code" and m.get("grade") and not m.get("solution"):
+            name = m["grade_id"][len("test_"):]
+            assert m["locked"] and m["points"] == reg.EXERCISES[(assignment, name)].points
+            assert f'check("{assignment}", "{name}", {name})' in source
+            assert f'check("{assignment}", "{name}", {name}, hidden=True)' in source
+            assert "### BEGIN HIDDEN TESTS" in source
+            tests[name] = c
+        if c["cell_type"] == "code" and m.get("solution"):
+            assert m["grade_id"] in names and not m.get("grade")
+            assert re.search(rf"^def {m['grade_id']}\s*\(", source, re.M)
+    assert len(ids) == len(set(ids)), "duplicate grade ids"
+    assert set(tests) == names
+    assert manual >= 1
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_notebook_solutions_equal_reference(assignment):
+    nb = _notebook(assignment)
+    module = reg.MODULES[assignment]
+    for c in nb["cells"]:
+        m = _nbg(c)
+        if c["cell_type"] != "code" or not m.get("solution"):
+            continue
+        name = m["grade_id"]
+        source = reg.strip_markers("".join(c["source"]))
+        assert source == reg.strip_markers(module.SOLUTIONS[name])
+        fn = reg.compile_cell(module.PRELUDE, source, name, name)
+        ex = reg.EXERCISES[(assignment, name)]
+        for label, _, cases in _case_sets(ex):
+            assert _same(ex, judge.outputs_of(fn, cases), judge.outputs_of(ex.reference, cases)), \
+                f"{name} differs from the reference on {label}"
+
+
+def test_notebooks_are_generated():
+    from tools import author_assignments
+
+    for a in ASSIGNMENTS:
+        fresh = author_assignments.build(a)
+        committed = _notebook(a)
+        assert [(c["cell_type"], "".join(c["source"]), c["metadata"]) for c in fresh["cells"]] == \
+            [(c["cell_type"], "".join(c["source"]), c["metadata"]) for c in committed["cells"]], \
+            f"solutions/{a} is stale: run python -m tools.author_assignments"

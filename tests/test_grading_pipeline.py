@@ -1,0 +1,285 @@
+"""End to end: the real nbgrader pipeline (`python -m grader grade`) on a synthetic class.
+
+One grade run covers every fixture at once (parallel workers, sandbox on when
+bubblewrap is available): the demo assignment of tests/fixtures/grading_demo and,
+when they exist, the course's assignments (solutions/ + grader/exercises):
+
+* each solution submitted as-is -> full autograded marks;
+* each unmodified student notebook -> zero, and the run does not crash;
+* each catalogued mistake (MISTAKE_SOURCES) -> exactly that function's points lost,
+  and its feedback names the mistake;
+* a few broken submissions (corrupt JSON, empty folder, cheats) -> zero for what they
+  break, clear notes, the rest of the class graded.
+
+Then a second run grades nothing and writes identical grades; changing one
+submission regrades only that one.
+"""
+from __future__ import annotations
+
+import csv
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "tests" / "fixtures" / "grading_demo"
+FIXTURES = REPO / "tests" / "fixtures" / "submissions"
+
+ENV = {
+    **os.environ,
+    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    "PYTHONPATH": os.pathsep.join([str(DEMO), str(REPO)]),
+    "COURSE_EXERCISES_MODULE": "demo_registry",
+}
+
+
+def _registry():
+    sys.path.insert(0, str(DEMO))
+    os.environ["COURSE_EXERCISES_MODULE"] = "demo_registry"
+    try:
+        import demo_registry
+    finally:
+        sys.path.remove(str(DEMO))
+    return demo_registry
+
+
+def _assignments() -> list[str]:
+    from grader import nbapi
+
+    reg = _registry()
+    real = [a for a in nbapi.source_assignments(REPO)
+            if any(k[0] == a for k in reg.EXERCISES)]
+    return ["00_demo"] + real
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:40]
+
+
+def run_grade(root: Path, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "grader", "grade", "--root", str(root), "-q",
+                           *args], cwd=REPO, env=ENV, capture_output=True, text=True,
+                          timeout=1200)
+
+
+@pytest.fixture(scope="module")
+def graded_class(tmp_path_factory):
+    from grader import synthetic
+
+    reg = _registry()
+    root = tmp_path_factory.mktemp("course")
+    shutil.copy(REPO / "nbgrader_config.py", root)
+    assignments = _assignments()
+    for a in assignments:
+        src = (DEMO if a == "00_demo" else REPO) / "solutions" / a
+        shutil.copytree(src, root / "solutions" / a)
+    subprocess.run([sys.executable, "-m", "grader", "release", "--root", str(root)],
+                   cwd=REPO, env=ENV, check=True, capture_output=True)
+    expected = {}  # (student, assignment) -> (auto score, mistake name or None)
+    full = {a: sum(ex.points for (aa, _), ex in reg.EXERCISES.items() if aa == a)
+            for a in assignments}
+    for a in assignments:
+        sol = root / "solutions" / a / f"{a}.ipynb"
+        ex = root / "exercises" / a / f"{a}.ipynb"
+        solved = synthetic.solved(sol, ex)
+        synthetic.write_submission(root, "solution", a, solved)
+        expected[("solution", a)] = (full[a], None)
+        synthetic.write_submission(root, "unmodified", a, nbformat.read(ex, as_version=4))
+        expected[("unmodified", a)] = (0, None)
+        for key, source in reg.MISTAKE_SOURCES.items():
+            if key[0] != a:
+                continue
+            fn = synthetic.mistake_fn_name(key, source)
+            mistake = key[-1]
+            student = f"m-{a[:2]}-{_safe(fn)}-{_safe(mistake)}"
+            synthetic.write_submission(root, student, a,
+                                       synthetic.with_cell_replaced(solved, fn, source))
+            expected[(student, a)] = (full[a] - reg.EXERCISES[(a, fn)].points, mistake)
+    # broken and dishonest submissions of the demo assignment
+    demo_solved = synthetic.solved(root / "solutions/00_demo/00_demo.ipynb",
+                                   root / "exercises/00_demo/00_demo.ipynb")
+    corrupt = root / "grader/submitted/corrupt/00_demo"
+    corrupt.mkdir(parents=True)
+    (corrupt / "00_demo.ipynb").write_text('{"cells": [')
+    expected[("corrupt", "00_demo")] = (0, None)
+    (root / "grader/submitted/empty/00_demo").mkdir(parents=True)
+    expected[("empty", "00_demo")] = (0, None)
+    cheat = synthetic.with_cell_replaced(
+        demo_solved, "affine",
+        "import numpy as np\n"
+        "np.allclose = lambda *a, **k: True\n"
+        "def check(assignment, name, fn, hidden=False):\n"
+        "    print(name + ': passed')\n"
+        "def affine(x, w, b):\n    return 0 * x\n")
+    synthetic.write_submission(root, "cheat-check", "00_demo", cheat)
+    expected[("cheat-check", "00_demo")] = (full["00_demo"] - 2 - 1, None)  # both tests patched
+    eq_obj = synthetic.with_cell_replaced(
+        demo_solved, "affine",
+        "class Anything:\n    def __eq__(self, other):\n        return True\n"
+        "    def __array__(self, *a, **k):\n        raise TypeError('no')\n"
+        "def affine(x, w, b):\n    return Anything()\n")
+    synthetic.write_submission(root, "eq-true", "00_demo", eq_obj)
+    expected[("eq-true", "00_demo")] = (full["00_demo"] - 2, None)
+
+    proc = run_grade(root)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return root, expected, proc
+
+
+def _grades(root: Path) -> dict:
+    with open(root / "grader" / "grades.csv") as fh:
+        return {(r["student"], r["assignment"]): r for r in csv.DictReader(fh)}
+
+
+def _feedback_text(root: Path, student: str, assignment: str) -> str:
+    page = (root / "grader" / "feedback" / student / assignment / f"{assignment}.html").read_text()
+    return html.unescape(re.sub(r"<[^>]+>", " ", page))
+
+
+def test_every_submission_gets_its_expected_score(graded_class):
+    root, expected, _ = graded_class
+    grades = _grades(root)
+    wrong = {k: (grades.get(k, {}).get("auto_score"), v[0]) for k, v in expected.items()
+             if k not in grades or float(grades[k]["auto_score"]) != v[0]}
+    assert not wrong, f"(student, assignment): (got, expected) {wrong}"
+
+
+def test_feedback_names_each_mistake_and_hides_hidden_tests(graded_class):
+    root, expected, _ = graded_class
+    for (student, a), (_, mistake) in expected.items():
+        text = _feedback_text(root, student, a)
+        assert "BEGIN HIDDEN TESTS" not in text and "hidden=True" not in text, (student, a)
+        if mistake:
+            assert f"Looks like: {mistake}" in text, (student, a)
+
+
+def test_broken_submissions_are_reported_not_fatal(graded_class):
+    root, _, proc = graded_class
+    grades = _grades(root)
+    assert grades[("corrupt", "00_demo")]["status"] == "not graded"
+    assert "not JSON" in grades[("corrupt", "00_demo")]["note"]
+    assert "not JSON" in _feedback_text(root, "corrupt", "00_demo")
+    assert "no notebook 00_demo.ipynb" in grades[("empty", "00_demo")]["note"]
+    cheat = json.loads((root / "grader/verdicts/cheat-check/00_demo.json").read_text())
+    assert all(t["kind"] == "no_record" for t in cheat["tests"])
+
+
+def test_report_and_outputs_exist(graded_class):
+    root, _, _ = graded_class
+    report = (root / "grader" / "report" / "index.html").read_text()
+    for png in ("scores.png", "pass_rate.png", "mistakes.png"):
+        assert (root / "grader" / "report" / png).stat().st_size > 1000
+        assert png in report
+    assert "missing transpose of w" in report
+    db = root / "grader" / "gradebook.db"
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_rerun_is_incremental_and_identical(graded_class):
+    root, _, _ = graded_class
+    before = (root / "grader" / "grades.csv").read_text()
+    proc = run_grade(root)
+    assert proc.returncode == 0, proc.stderr
+    assert "graded 0," in proc.stdout
+    assert (root / "grader" / "grades.csv").read_text() == before
+    # change one submission: only it is graded again, with the same result
+    nb_path = root / "grader/submitted/solution/00_demo/00_demo.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    nb.cells.append(nbformat.v4.new_markdown_cell("an extra note"))
+    nbformat.write(nb, nb_path)
+    proc = run_grade(root)
+    assert "graded 1," in proc.stdout, proc.stdout
+    assert (root / "grader" / "grades.csv").read_text() == before
+
+
+def test_bad_input_gives_clear_errors(tmp_path):
+    proc = run_grade(tmp_path)
+    assert proc.returncode == 2 and "no source notebooks" in proc.stderr
+    proc = run_grade(tmp_path, "--zip", str(tmp_path / "nope.zip"))
+    assert proc.returncode == 2
+
+
+def test_lms_zip_is_collected_without_overwriting(graded_class, tmp_path):
+    import zipfile
+
+    root, _, _ = graded_class
+    sub = root / "grader/submitted/solution/00_demo/00_demo.ipynb"
+    blank = root / "exercises/00_demo/00_demo.ipynb"
+    archive = tmp_path / "lms.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("export/newcomer_00_demo.ipynb", sub.read_bytes())  # new: collected
+        zf.writestr("solution_00_demo.ipynb", blank.read_bytes())  # differs: never overwritten
+        zf.writestr("notes.txt", "ignored")
+    before = sub.read_bytes()
+    proc = run_grade(root, "--zip", str(archive), "--assignment", "00_demo")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "not collected, solution already has a different 00_demo submission" in proc.stdout
+    assert sub.read_bytes() == before
+    grades = _grades(root)
+    assert float(grades[("newcomer", "00_demo")]["auto_score"]) == 3
+    assert "graded 1," in proc.stdout
+
+
+def test_killed_run_resumes_with_identical_grades(graded_class, tmp_path):
+    """SIGKILL the grader mid-run, re-run: the same grades as an uninterrupted run."""
+    import signal
+    import time
+
+    root, expected, _ = graded_class
+    copy = tmp_path / "course"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns(
+        "autograded", "feedback", "verdicts", "report", "gradebook.db", "grades.csv",
+        "grading_state.json", "downloaded"))
+    demo = {k: v for k, v in expected.items() if k[1] == "00_demo"}
+    proc = subprocess.Popen([sys.executable, "-m", "grader", "grade", "--root", str(copy), "-q",
+                             "--assignment", "00_demo"], cwd=REPO, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    state = copy / "grader" / "grading_state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if state.exists() and '"status": "graded"' in state.read_text():
+            break
+        time.sleep(0.2)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)  # the grader, its workers and their kernels
+    proc.wait()
+    rerun = run_grade(copy, "--assignment", "00_demo")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    grades = _grades(copy)
+    for key, (score, _) in demo.items():
+        assert float(grades[key]["auto_score"]) == score, key
+    import sqlite3
+
+    with sqlite3.connect(copy / "grader" / "gradebook.db") as con:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_self_check_exit_status_and_summary(graded_class):
+    root, expected, _ = graded_class
+
+    def check(path):
+        return subprocess.run([sys.executable, "-m", "grader", "check", str(path)], cwd=REPO,
+                              env=ENV, capture_output=True, text=True, timeout=300)
+
+    sub = root / "grader" / "submitted"
+    ok = check(sub / "solution/00_demo/00_demo.ipynb")
+    assert ok.returncode == 0 and "PASS  affine (2 points)" in ok.stdout, ok.stdout + ok.stderr
+    mistake = next(s for (s, a), (_, m) in expected.items() if a == "00_demo" and m)
+    bad = check(sub / mistake / "00_demo/00_demo.ipynb")
+    assert bad.returncode == 1 and "Looks like:" in bad.stdout, bad.stdout
+    blank = check(root / "exercises/00_demo/00_demo.ipynb")
+    assert blank.returncode == 1 and "not implemented yet" in blank.stdout
+    assert "0 of 2 tests pass" in blank.stdout
+    assert check(sub / "corrupt/00_demo/00_demo.ipynb").returncode == 2
