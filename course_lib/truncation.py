@@ -7,9 +7,23 @@ the sequence, for a last shorter block) an update is made:
   steps before the update point is treated as a constant;
 - outputs older than that window (possible when k1 > k2) still give gradients
   to W_hy and b_y, but nothing flows from them into the recurrence.
-This is exactly what autograd computes when h is detached k2 steps back.
+In autograd terms: every hidden state up to and including h_{t-k2} (t the update
+point) is detached, also where it feeds an output. For k1 <= k2 that is the same as
+detaching the one state h_{t-k2}, since every output of the block lies in the
+window. For k1 > k2 it is not: detaching only h_{t-k2} lets the outputs older than
+the window backpropagate through their own past, back to the previous update point,
+and gives a different gradient (the tests measure the difference).
 TBPTT(n, n) on a length-n sequence is full BPTT; TBPTT(1, n) updates after every
 step through everything seen so far; k1 = k2 is the common "chunked" setting.
+
+Randomized truncation (keep_prob, in the manner of Tallec & Ollivier 2017): with
+k1 <= k2, the backward pass of an update goes through the k2-step window and then
+goes on, one step further back at a time, each with probability keep_prob; every
+step it goes on divides the gradient it carries by keep_prob. A path of the
+computation graph that reaches j steps before the window is then kept with
+probability keep_prob**j and weighted by keep_prob**-j, so the update's gradient is
+unbiased: its expectation is the gradient of the block's loss through the whole
+history back to h0 (what TBPTT(k1, T) computes for the same parameters).
 
 The hidden state is carried across updates, and across calls through h0 / h_last.
 Within one call, the hidden states already computed are kept: parameters changed
@@ -27,7 +41,7 @@ from .validation import int_in_range, known_name
 
 
 def tbptt_updates(params, xs, targets, k1, k2, h0=None, activation="tanh",
-                  loss="cross_entropy"):
+                  loss="cross_entropy", keep_prob=None, rng=None):
     """A generator of the TBPTT(k1, k2) updates of one pass over a sequence.
 
     Inputs:
@@ -39,6 +53,9 @@ def tbptt_updates(params, xs, targets, k1, k2, h0=None, activation="tanh",
     - k2: steps backpropagated through per update, 1 <= k2 <= T
     - h0: hidden state before xs[0], shape (B, H); zeros if None
     - activation, loss: as rnn.bptt
+    - keep_prob: None for fixed truncation; a float in (0, 1) for randomized
+      truncation beyond the k2-step window (needs k1 <= k2; see the module docstring)
+    - rng: numpy Generator or int seed for the randomized truncation points
     Yields, per update:
     - t: number of steps processed so far (the update is made after step t)
     - loss: mean loss of the outputs since the previous update (float)
@@ -54,10 +71,23 @@ def tbptt_updates(params, xs, targets, k1, k2, h0=None, activation="tanh",
     k2 = int_in_range("k2 (steps of backpropagation)", k2, 1, T)
     C = params["W_hy"].shape[0]
     targets = check_targets(targets, loss, "many_to_many", T, B, C)
-    return _updates(params, xs, targets, k1, k2, h0, activation, loss)
+    if keep_prob is not None:
+        if not 0 < keep_prob < 1:
+            raise ValueError(f"keep_prob must lie in (0, 1), got {keep_prob}; "
+                             "use keep_prob=None for fixed truncation")
+        if k1 > k2:
+            raise ValueError(f"randomized truncation needs k1 <= k2, got k1 = {k1}, k2 = {k2}: "
+                             "every output of a block must lie inside the fixed window")
+        rng = _generator(rng)
+    return _updates(params, xs, targets, k1, k2, h0, activation, loss, keep_prob, rng)
 
 
-def _updates(params, xs, targets, k1, k2, h0, activation, loss):
+def _generator(rng):
+    """rng itself if it draws geometric numbers (a numpy Generator), else default_rng(rng)."""
+    return rng if hasattr(rng, "geometric") else np.random.default_rng(rng)
+
+
+def _updates(params, xs, targets, k1, k2, h0, activation, loss, keep_prob, rng):
     """The generator behind tbptt_updates (arguments already checked)."""
     T, B, _ = xs.shape
     C = params["W_hy"].shape[0]
@@ -77,8 +107,13 @@ def _updates(params, xs, targets, k1, k2, h0, activation, loss):
         first_inside = max(start, window_start)
         dh_out = np.zeros((end - window_start, B, H))
         dh_out[first_inside - window_start:] = dvs[first_inside - start:] @ params["W_hy"]
-        grads, _ = backward(params, xs[window_start:end], hs[window_start:end + 1],
-                            dh_out, activation)
+        grads, dh_window_start = backward(params, xs[window_start:end],
+                                          hs[window_start:end + 1], dh_out, activation)
+        if keep_prob is not None and window_start > 0:
+            extra_steps = min(int(rng.geometric(1.0 - keep_prob)) - 1, window_start)
+            if extra_steps:
+                _add_random_extension(grads, params, xs, hs, window_start, extra_steps,
+                                      dh_window_start, keep_prob, activation)
         grads["W_hy"] = dv_rows.T @ h_block.reshape(n * B, H)
         grads["b_y"] = dv_rows.sum(axis=0)
         yield end, value, {k: grads[k] for k in PARAM_NAMES}
@@ -86,8 +121,27 @@ def _updates(params, xs, targets, k1, k2, h0, activation, loss):
     return hs[T].copy()
 
 
+def _add_random_extension(grads, params, xs, hs, window_start, extra_steps, dh_window_start,
+                          keep_prob, activation):
+    """Add to grads the backward pass through the extra_steps steps before the window.
+
+    Each of these steps is reached with probability keep_prob**j (j = 1, 2, ...), so the
+    gradient carried into it is divided by keep_prob once per step: into the first one
+    by dividing dL/dh_{window_start}, within them by backpropagating through W_hh / keep_prob.
+    """
+    first = window_start - extra_steps
+    dh_out = np.zeros((extra_steps,) + dh_window_start.shape)
+    dh_out[-1] = dh_window_start / keep_prob
+    compensated = {**params, "W_hh": params["W_hh"] / keep_prob}
+    extension, _ = backward(compensated, xs[first:window_start], hs[first:window_start + 1],
+                            dh_out, activation)
+    for k, g in extension.items():
+        grads[k] += g
+
+
 def train_tbptt(params, xs, targets, k1, k2, optimizer, h0=None, activation="tanh",
-                loss="cross_entropy", epochs=1, max_norm=None, progress=False):
+                loss="cross_entropy", epochs=1, max_norm=None, progress=False,
+                keep_prob=None, rng=None):
     """Train with TBPTT(k1, k2): every update's gradients go to the optimiser.
 
     Each epoch is one pass over the sequence starting from h0; within a pass the
@@ -95,7 +149,9 @@ def train_tbptt(params, xs, targets, k1, k2, optimizer, h0=None, activation="tan
 
     Inputs:
     - params: dict from rnn.init_params, updated in place
-    - xs, targets, k1, k2, h0, activation, loss: as tbptt_updates
+    - xs, targets, k1, k2, h0, activation, loss, keep_prob: as tbptt_updates
+    - rng: as tbptt_updates; pass one numpy Generator to successive calls so that
+      their random truncation points differ
     - optimizer: an object with .step(params, grads), e.g. optim.SGD(0.1)
     - epochs: number of passes over the sequence
     - max_norm: clip the gradient norm of each update to this (None: no clipping)
@@ -107,9 +163,12 @@ def train_tbptt(params, xs, targets, k1, k2, optimizer, h0=None, activation="tan
     - "h_last": the hidden state after the last step of the last epoch, (B, H)
     """
     history = {"epoch": [], "t": [], "loss": [], "grad_norm": [], "h_last": None}
+    if keep_prob is not None:
+        rng = _generator(rng)  # one stream for all epochs
     bar = None
     for epoch in range(epochs):
-        updates = tbptt_updates(params, xs, targets, k1, k2, h0, activation, loss)
+        updates = tbptt_updates(params, xs, targets, k1, k2, h0, activation, loss,
+                                keep_prob, rng)
         if progress and bar is None:  # after tbptt_updates has checked k1
             from tqdm.auto import tqdm
 

@@ -1,5 +1,6 @@
-"""course_lib.truncation: TBPTT(n, n) is full BPTT, TBPTT(k1, k2) is autograd with h
-detached k2 steps back, the training loop, and out-of-range k1/k2."""
+"""course_lib.truncation: TBPTT(n, n) is full BPTT; TBPTT(k1, k2) is autograd with every
+state up to k2 steps back detached (the same as one detach only for k1 <= k2); randomized
+truncation is unbiased; the training loop; and bad k1/k2/keep_prob."""
 
 import numpy as np
 import pytest
@@ -180,3 +181,101 @@ def test_progress_bar_counts_updates(capsys):
                           progress=True)
     assert history["t"] == [4, 8, 10, 4, 8, 10]
     assert "TBPTT(4, 4)" in capsys.readouterr().err
+
+
+def torch_single_detach(params, xs, targets, k1, k2, h0):
+    """What autograd code computes when it detaches only h_{end-k2} (and the state at
+    the previous update point): outputs older than the window keep their own past,
+    back to the previous update point."""
+    results = []
+    for start in range(0, len(xs), k1):
+        end = min(start + k1, len(xs))
+        P = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+        h = torch.tensor(h0)
+        vs = []
+        for t in range(end):
+            if t <= min(start, end - k2) or t == end - k2:
+                h = h.detach()
+            h = torch.tanh(torch.tensor(xs[t]) @ P["W_xh"].T + h @ P["W_hh"].T + P["b_h"])
+            if t >= start:
+                vs.append(h @ P["W_hy"].T + P["b_y"])
+        v = torch.stack(vs)
+        L = torch.nn.functional.cross_entropy(
+            v.reshape(-1, v.shape[-1]), torch.tensor(targets[start:end]).reshape(-1))
+        L.backward()
+        results.append({k: P[k].grad.numpy() for k in P})
+    return results
+
+
+@pytest.mark.parametrize("k1,k2,same", [(3, 3, True), (2, 5, True), (6, 3, False),
+                                        (12, 5, False)])
+def test_detaching_one_state_k2_back_is_tbptt_only_for_k1_le_k2(k1, k2, same):
+    params, xs, targets, h0 = make_problem(dict(T=12, B=2, D=3, H=5, C=3), seed=k1 + k2)
+    ours = [g for _, _, g in tbptt_updates(params, xs, targets, k1, k2, h0)]
+    single = torch_single_detach(params, xs, targets, k1, k2, h0)
+    errors = [rel_error(g["W_hh"], s["W_hh"]) for g, s in zip(ours, single)]
+    if same:
+        assert max(errors) < 1e-10
+    else:
+        # The older outputs' own past is missing from TBPTT(k1, k2): a large difference.
+        assert max(errors) > 0.1, errors
+
+
+class FixedDraws:
+    """Stands in for a numpy Generator: geometric() returns `steps + 1`, so every
+    update of randomized truncation goes `steps` steps past its window."""
+
+    def __init__(self, steps):
+        self.steps = steps
+
+    def geometric(self, p):
+        return self.steps + 1
+
+
+@pytest.mark.parametrize("k1,k2,keep_prob", [(2, 2, 0.6), (1, 3, 0.3), (3, 4, 0.8)])
+def test_randomized_truncation_is_unbiased_exactly(k1, k2, keep_prob):
+    # The expectation over the number of extra steps j, P(j) = keep_prob**j (1 - keep_prob)
+    # and the tail P(j >= all history) = keep_prob**history, must be the gradient of the
+    # block loss through the whole history: TBPTT(k1, T) with the same parameters.
+    T = 9
+    params, xs, targets, h0 = make_problem(dict(T=T, B=2, D=3, H=4, C=3), seed=k1 * k2)
+    exact = [g for _, _, g in tbptt_updates(params, xs, targets, k1, T, h0)]
+    by_steps = [[g for _, _, g in tbptt_updates(params, xs, targets, k1, k2, h0,
+                                                keep_prob=keep_prob, rng=FixedDraws(j))]
+                for j in range(T)]
+    for u, (end, full) in enumerate(zip(range(k1, T + k1, k1), exact)):
+        history = max(min(end, T) - k2, 0)  # steps before the window
+        weights = [keep_prob**j * (1 - keep_prob) for j in range(history)] + [keep_prob**history]
+        for k in full:
+            expected = sum(w * by_steps[j][u][k] for j, w in enumerate(weights))
+            np.testing.assert_allclose(expected, full[k], rtol=1e-10, atol=1e-13)
+
+
+def test_randomized_truncation_with_no_extra_step_is_fixed_truncation():
+    params, xs, targets, h0 = make_problem(dict(T=10, B=2, D=3, H=4, C=3), seed=3)
+    fixed = list(tbptt_updates(params, xs, targets, 2, 3, h0))
+    randomized = list(tbptt_updates(params, xs, targets, 2, 3, h0, keep_prob=0.5,
+                                    rng=FixedDraws(0)))
+    for (_, _, g), (_, _, r) in zip(fixed, randomized):
+        for k in g:
+            np.testing.assert_array_equal(g[k], r[k])
+
+
+def test_randomized_truncation_draws_differ_and_repeat_with_the_seed():
+    params, xs, targets, h0 = make_problem(dict(T=12, B=2, D=3, H=4, C=3), seed=5)
+    runs = [[g["W_hh"] for _, _, g in tbptt_updates(params, xs, targets, 3, 3, h0,
+                                                     keep_prob=0.7, rng=seed)]
+            for seed in (0, 0, 1)]
+    np.testing.assert_array_equal(np.stack(runs[0]), np.stack(runs[1]))
+    assert not np.array_equal(np.stack(runs[0]), np.stack(runs[2]))
+
+
+@pytest.mark.parametrize("k1,k2,keep_prob,match", [
+    (3, 3, 1.0, r"keep_prob must lie in \(0, 1\), got 1.0"),
+    (3, 3, 0.0, r"keep_prob must lie in \(0, 1\), got 0.0"),
+    (4, 2, 0.5, r"randomized truncation needs k1 <= k2, got k1 = 4, k2 = 2"),
+])
+def test_randomized_truncation_bad_arguments(k1, k2, keep_prob, match):
+    params, xs, targets, h0 = make_problem(dict(T=10, B=2, D=3, H=4, C=3), seed=0)
+    with pytest.raises(ValueError, match=match):
+        tbptt_updates(params, xs, targets, k1, k2, h0, keep_prob=keep_prob)
