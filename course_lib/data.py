@@ -64,6 +64,30 @@ def delayed_copy(T, lag, batch, vocab_size, seed=0):
     return one_hot(symbols, vocab_size), targets
 
 
+def delayed_xor(T, delay, batch, seed=0):
+    """Delayed XOR: output at step t the XOR of the bits read at steps t and t - delay.
+
+    The inputs are random bits, one-hot encoded. Class 0 is "blank", the target for
+    the first `delay` steps; from step delay on the target is 1 + (s_t XOR s_{t-delay}).
+    Neither bit alone says anything about the target, and the answer is a nonlinear
+    function of both, so a linear readout of a random recurrence, which fades and
+    mixes old inputs, does much worse here than on delayed copy.
+
+    Inputs:
+    - T: sequence length;  delay: 1 <= delay < T;  batch: B;  seed: for default_rng
+    Returns:
+    - xs: one-hot bits, shape (T, B, 2), float64
+    - targets: int classes in {0, 1, 2}, shape (T, B) (use with loss="cross_entropy")
+    """
+    T = int_in_range("T", T, 2, 10**7)
+    delay = int_in_range("delay", delay, 1, T - 1)
+    batch = int_in_range("batch", batch, 1, 10**7)
+    bits = np.random.default_rng(seed).integers(0, 2, (T, batch))
+    targets = np.zeros((T, batch), dtype=np.int64)
+    targets[delay:] = 1 + (bits[delay:] ^ bits[:T - delay])
+    return one_hot(bits, 2), targets
+
+
 def one_hot(ids, size):
     """One-hot encode integer ids.
 

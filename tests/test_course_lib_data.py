@@ -65,3 +65,28 @@ def test_batchify_and_char_task():
     np.testing.assert_array_equal(targets, [[1, 0], [2, 1], [0, 2]])
     with pytest.raises(ValueError, match="text too short for T = 5 steps in 2 streams"):
         data.char_task("abcabcab", vocab, T=5, batch=2)
+
+
+def test_delayed_xor():
+    xs, targets = data.delayed_xor(T=12, delay=3, batch=50, seed=1)
+    assert xs.shape == (12, 50, 2) and targets.shape == (12, 50)
+    np.testing.assert_array_equal(xs.sum(axis=-1), 1.0)
+    bits = xs.argmax(axis=-1)
+    assert np.all(targets[:3] == 0)
+    for t in range(3, 12):
+        np.testing.assert_array_equal(targets[t], 1 + (bits[t] != bits[t - 3]))
+    # Neither bit alone predicts the target: both classes occur at each value of each bit.
+    for one_bit in (bits[3:], bits[:-3]):
+        for value in (0, 1):
+            assert set(np.unique(targets[3:][one_bit == value])) == {1, 2}
+    again, _ = data.delayed_xor(T=12, delay=3, batch=50, seed=1)
+    assert np.array_equal(xs, again)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(T=5, delay=5, batch=2), r"delay must lie in \[1, 4\], got 5"),
+    (dict(T=5, delay=0, batch=2), r"delay must lie in \[1, 4\], got 0"),
+])
+def test_delayed_xor_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        data.delayed_xor(**kwargs)
