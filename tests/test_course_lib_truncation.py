@@ -279,3 +279,20 @@ def test_randomized_truncation_bad_arguments(k1, k2, keep_prob, match):
     params, xs, targets, h0 = make_problem(dict(T=10, B=2, D=3, H=4, C=3), seed=0)
     with pytest.raises(ValueError, match=match):
         tbptt_updates(params, xs, targets, k1, k2, h0, keep_prob=keep_prob)
+
+
+def test_train_tbptt_with_randomized_truncation():
+    params, xs, targets, h0 = make_problem(dict(T=12, B=2, D=3, H=4, C=3), seed=2)
+    runs = []
+    for _ in range(2):
+        trained = {k: v.copy() for k, v in params.items()}
+        train_tbptt(trained, xs, targets, 3, 3, optim.SGD(0.1), h0, epochs=3, keep_prob=0.6,
+                    rng=np.random.default_rng(4))
+        runs.append(trained)
+    fixed = {k: v.copy() for k, v in params.items()}
+    train_tbptt(fixed, xs, targets, 3, 3, optim.SGD(0.1), h0, epochs=3)
+    for k in params:
+        np.testing.assert_array_equal(runs[0][k], runs[1][k])  # the same draws again
+    assert not np.allclose(runs[0]["W_hh"], fixed["W_hh"])       # some update went further back
+    with pytest.raises(ValueError, match="randomized truncation needs k1 <= k2"):
+        train_tbptt(params, xs, targets, 4, 2, optim.SGD(0.1), h0, keep_prob=0.5)
