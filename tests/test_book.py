@@ -365,7 +365,7 @@ def open_page(browser, url: str, width: int, height: int = 900):
 
 
 CHAPTER_NUMBERS_JS = """() => {
-    const heading = document.querySelector('main h1');
+    const heading = document.querySelector('article h1');
     const number = heading && heading.querySelector('.section-number');
     return {
         heading: number ? number.textContent.trim() : null,
