@@ -514,3 +514,21 @@ def test_every_citation_links_to_a_bibliography_entry(built_book):
     assert citations >= 20, f"only {citations} citation links found: is the selector right?"
     assert not dangling, "citations that do not reach a bibliography entry:\n  " + \
         "\n  ".join(dangling)
+
+
+def test_every_exercise_has_a_hint_and_an_answer_to_reveal(built_book):
+    """Each numbered exercise of a chapter carries a Hint and an Answer dropdown."""
+    problems, exercises = [], 0
+    for document in numbered_chapters():
+        section = page_soup(built_book, document).select_one("section#exercises")
+        if section is None or section.find("ol") is None:
+            problems.append(f"{document}: no numbered exercises section")
+            continue
+        for number, item in enumerate(section.find("ol").find_all("li", recursive=False), 1):
+            exercises += 1
+            titles = [d.select_one(".admonition-title").get_text(strip=True)
+                      for d in item.select("div.admonition.dropdown")]
+            if titles != ["Hint", "Answer"]:
+                problems.append(f"{document}, exercise {number}: dropdowns {titles}")
+    assert not problems, "exercises without a hint and an answer:\n  " + "\n  ".join(problems)
+    assert exercises >= 20, f"only {exercises} exercises found"
