@@ -15,7 +15,6 @@ neither used nor disturbed), exactly as `make book` builds it:
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -23,22 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tools.build_book import BuildResult, build  # noqa: E402
-
-# What the book is made of: its configuration, its pages, the notebooks it offers for
-# download, and what decides whether cached outputs are still valid.
-BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "exercises", "course_lib", "constraints.txt")
-IGNORE = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "_build")
-
-
-def copy_book_sources(destination: Path) -> None:
-    for name in BOOK_SOURCES:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, destination / name, ignore=IGNORE)
-        elif source.is_file():
-            shutil.copy2(source, destination / name)
-
+from tools.build_book import BuildResult, build, copy_book_sources  # noqa: E402
 
 def timed_build(source: Path, label: str, *, fresh: bool = False) -> BuildResult:
     result = build(source, fresh=fresh, echo=False)
@@ -64,7 +48,7 @@ def notebook_execution_seconds(source: Path) -> dict[str, float]:
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-book-") as scratch:
         source = Path(scratch)
-        copy_book_sources(source)
+        copy_book_sources(source, REPO)
 
         clean = timed_build(source, "clean build")
         executions = notebook_execution_seconds(source)
@@ -75,7 +59,7 @@ def main() -> int:
     floor = sum(executions.values())
     total_label = "sum: the floor of a clean build"
     width = max(len(total_label), *map(len, executions))
-    print("Notebooks' own execution times (jupyter-cache, kernel start included):")
+    print("Per-chapter execution time (jupyter-cache, kernel start included):")
     for path, seconds in sorted(executions.items()):
         print(f"  {path:<{width}}  {seconds:6.1f} s")
     print(f"  {total_label:<{width}}  {floor:6.1f} s")

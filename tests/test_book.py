@@ -1,15 +1,23 @@
 """The book: it builds strictly, reads well in a real browser offline, never shows solutions.
 
 The book is built once per session exactly as `make book` builds it (tools/build_book.py),
-served from 127.0.0.1 by a thread of this process, and every page of _toc.yml is opened in
-headless Chromium (Debian's package, driven by Playwright). Two scratch books in tmp_path
-check that the build really fails on a failing cell and on a Sphinx warning.
+from a copy of its sources in a temporary folder (the repository's own _build/ is neither
+used nor touched), served from 127.0.0.1 by a thread of this process, and every page of
+_toc.yml is opened in headless Chromium (Debian's package, driven by Playwright). Two
+scratch books in tmp_path check that the build really fails on a failing cell and on a
+Sphinx warning.
+
+Layout promises checked in the browser: numbered chapters with per-chapter equation
+numbers, no display equation wider than its column at 1280 px, no page that scrolls
+sideways at 390 px. Checked in the HTML: every figure has a caption and a real alt text,
+no internal "seed" label of a source text is shown, every citation resolves.
 """
 
 from __future__ import annotations
 
 import functools
 import http.server
+import re
 import subprocess
 import sys
 import threading
@@ -21,7 +29,6 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-HTML = REPO / "_build" / "html"
 ASSIGNMENTS = ("01_backprop", "02_softmax", "03_bptt", "04_truncation", "05_vanishing")
 SOLUTION_MARKERS = (b"BEGIN SOLUTION", b"BEGIN HIDDEN TESTS")
 
@@ -64,10 +71,21 @@ def log_tail(result: subprocess.CompletedProcess, lines: int = 60) -> str:
 # --------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="session")
-def built_book() -> Path:
-    result = run_build()
+def book_copy(tmp_path_factory) -> Path:
+    """A copy of the book's sources in a temporary folder, built once per session."""
+    sys.path.insert(0, str(REPO))
+    try:
+        from tools.build_book import copy_book_sources
+    finally:
+        sys.path.remove(str(REPO))
+    return copy_book_sources(tmp_path_factory.mktemp("book"), REPO)
+
+
+@pytest.fixture(scope="session")
+def built_book(book_copy) -> Path:
+    result = run_build(book_copy)
     assert result.returncode == 0, f"`make book` failed:\n{log_tail(result)}"
-    return HTML
+    return book_copy / "_build" / "html"
 
 
 @pytest.fixture(scope="session")
@@ -248,7 +266,7 @@ def test_every_chapter_runs_in_under_a_minute(built_book):
     from jupyter_cache import get_cache
 
     latest = {}  # the newest execution of each notebook (older versions stay in the cache)
-    for record in get_cache(REPO / "_build" / ".jupyter_cache").list_cache_records():
+    for record in get_cache(built_book.parent / ".jupyter_cache").list_cache_records():
         if record.uri not in latest or record.created > latest[record.uri].created:
             latest[record.uri] = record
     slow = {Path(uri).name: round(record.data["execution_seconds"], 1)
@@ -257,8 +275,8 @@ def test_every_chapter_runs_in_under_a_minute(built_book):
     assert not slow, f"chapters taking over a minute to run (seconds): {slow}"
 
 
-def test_rebuild_with_nothing_changed_uses_the_cache(built_book):
-    result = run_build()
+def test_rebuild_with_nothing_changed_uses_the_cache(built_book, book_copy):
+    result = run_build(book_copy)
     assert result.returncode == 0, log_tail(result)
     assert "Executing notebook" not in result.stdout, "a chapter ran again with nothing changed"
 
@@ -323,3 +341,194 @@ def test_cache_is_cleared_when_course_lib_changes(tmp_path):
     module.write_text("SCALE = 2.0\n")
     assert build_book.invalidate_stale_cache(build_dir, build_book.dependencies_key(tmp_path))
     assert not (build_dir / ".jupyter_cache").exists()
+
+
+# --------------------------------------------------------------------------- layout promises
+
+def numbered_chapters(toc_file: Path = REPO / "_toc.yml") -> list[str]:
+    """Documents of the numbered parts of _toc.yml, in reading order ('book/03_bptt')."""
+    toc = yaml.safe_load(toc_file.read_text())
+    return [str(Path(chapter["file"]).with_suffix(""))
+            for part in toc.get("parts", []) if part.get("numbered")
+            for chapter in part["chapters"]]
+
+
+def open_page(browser, url: str, width: int, height: int = 900):
+    """A page at the given viewport size, loaded and with MathJax done."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
+    page.goto(url, wait_until="load")
+    page.evaluate("async () => { if (window.MathJax && MathJax.startup) "
+                  "await MathJax.startup.promise; }")
+    return context, page
+
+
+CHAPTER_NUMBERS_JS = """() => {
+    const heading = document.querySelector('article h1');
+    const number = heading && heading.querySelector('.section-number');
+    return {
+        heading: number ? number.textContent.trim() : null,
+        equations: Array.from(document.querySelectorAll('div.math .eqno'))
+                        .map(e => e.firstChild ? e.firstChild.textContent.trim() : ''),
+    };
+}"""
+
+# Display math wider than the column it sits in (the equation number included).
+WIDE_MATH_JS = """() => Array.from(document.querySelectorAll('div.math')).map(block => {
+    const math = block.querySelector('mjx-container mjx-math');
+    const number = block.querySelector('.eqno');
+    const needed = (math ? math.getBoundingClientRect().width : 0)
+                 + (number ? number.getBoundingClientRect().width : 0);
+    return {id: block.id, text: block.textContent.trim().slice(0, 70),
+            needed: Math.ceil(needed), available: block.clientWidth};
+}).filter(m => m.needed > m.available + 1)"""
+
+SIDEWAYS_SCROLL_JS = """() => ({
+    page: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+    culprits: Array.from(document.querySelectorAll('main *'))
+        .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1
+                     && !e.closest('pre, .highlight, table, .pst-scrollable-table-container, '
+                                   + 'mjx-container, .math, .cell_output, .output'))
+        .slice(0, 5).map(e => e.tagName + ': ' + e.textContent.trim().slice(0, 60)),
+})"""
+
+
+def test_chapters_are_numbered_with_per_chapter_equation_numbers(server, browser):
+    chapters = numbered_chapters()
+    assert len(chapters) >= 5, f"_toc.yml numbers too few chapters: {chapters}"
+    problems = []
+    for number, document in enumerate(chapters, start=1):
+        context, page = open_page(browser, f"{server}/{document}.html", 1280)
+        try:
+            found = page.evaluate(CHAPTER_NUMBERS_JS)
+        finally:
+            context.close()
+        if found["heading"] != f"{number}.":
+            problems.append(f"{document}: heading number {found['heading']!r}, "
+                            f"expected '{number}.'")
+        wrong = [e for e in found["equations"] if not re.fullmatch(rf"\({number}\.\d+\)", e)]
+        if wrong:
+            problems.append(f"{document}: equation numbers not of chapter {number}: {wrong[:5]}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("document", toc_documents())
+def test_no_display_math_wider_than_its_column_at_1280px(document, server, browser):
+    context, page = open_page(browser, f"{server}/{document}.html", 1280)
+    try:
+        wide = page.evaluate(WIDE_MATH_JS)
+    finally:
+        context.close()
+    assert not wide, f"{document}: display math wider than the text column:\n  " + \
+        "\n  ".join(f"{m['id'] or m['text']!r}: {m['needed']} px in {m['available']} px"
+                    for m in wide)
+
+
+@pytest.mark.parametrize("document", toc_documents())
+def test_no_page_scrolls_sideways_at_390px(document, server, browser):
+    context, page = open_page(browser, f"{server}/{document}.html", 390, 844)
+    try:
+        found = page.evaluate(SIDEWAYS_SCROLL_JS)
+    finally:
+        context.close()
+    assert found["page"] <= 0, (
+        f"{document} scrolls sideways by {found['page']} px on a 390 px screen; "
+        f"too wide: {found['culprits']}")
+
+
+FILE_NAME = re.compile(r"(^|/)[\w.-]+\.(png|jpe?g|svg|gif|webp)$", re.IGNORECASE)
+
+
+def page_soup(built_book: Path, document: str):
+    from bs4 import BeautifulSoup
+
+    return BeautifulSoup((built_book / f"{document}.html").read_text(), "html.parser")
+
+
+def figure_problems(soup) -> list[str]:
+    """Images in the page's content without a caption or with a file name for alt text."""
+    problems = []
+    for image in soup.select("main img"):
+        source = image.get("src", "")
+        alt = (image.get("alt") or "").strip()
+        figure = image.find_parent("figure")
+        caption = figure.find("figcaption") if figure else None
+        if caption is None or not caption.get_text(strip=True):
+            problems.append(f"{source}: no caption")
+        if not alt or FILE_NAME.search(alt) or alt == Path(source).name:
+            problems.append(f"{source}: alt text {alt!r} is not a description")
+    return problems
+
+
+def test_every_figure_has_a_caption_and_a_real_alt_text(built_book):
+    problems = {document: figure_problems(page_soup(built_book, document))
+                for document in toc_documents()}
+    problems = {document: found for document, found in problems.items() if found}
+    assert not problems, "figures without caption or alt text:\n" + "\n".join(
+        f"  {document}: {found}" for document, found in problems.items())
+    figures = sum(len(page_soup(built_book, d).select("main figure img")) for d in toc_documents())
+    assert figures >= 10, f"only {figures} figures found: is the selector still right?"
+
+
+SOURCE_LABEL = re.compile(r"seed\s*0{2}\d", re.IGNORECASE)
+
+
+def test_no_internal_source_label_in_the_built_html(built_book):
+    """Sources are cited by title; the course's internal names for them never show."""
+    hits = []
+    for path in built_book.rglob("*.html"):
+        text = path.read_text(errors="replace")
+        hits += [f"{path.relative_to(built_book)}: ...{text[max(0, m.start() - 40):m.end() + 20]}..."
+                 for m in SOURCE_LABEL.finditer(text)]
+    assert not hits, "internal source labels in the book:\n  " + "\n  ".join(hits[:20])
+
+
+CITE_ROLE = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
+BIB_KEY = re.compile(r"^@\w+\{\s*([^,\s]+)\s*,", re.MULTILINE)
+
+
+def test_every_cited_key_is_in_the_bibliography_file():
+    keys = set(BIB_KEY.findall((REPO / "references.bib").read_text()))
+    unknown = {}
+    for page in sorted((REPO / "book").glob("*.md")):
+        for match in CITE_ROLE.finditer(page.read_text()):
+            for key in (k.strip() for k in match.group(1).split(",")):
+                if key not in keys:
+                    unknown.setdefault(page.name, []).append(key)
+    assert not unknown, f"citation keys missing from references.bib: {unknown}"
+
+
+def test_every_citation_links_to_a_bibliography_entry(built_book):
+    bibliography = page_soup(built_book, "book/bibliography")
+    entries = {tag["id"] for tag in bibliography.select("[id]")
+               if tag.find_parent(class_="bibliography") or "citation" in tag.get("class", [])}
+    assert entries, "the bibliography page lists no entries"
+    dangling, citations = [], 0
+    for document in toc_documents():
+        for link in page_soup(built_book, document).select("main a[href*='bibliography.html#']"):
+            citations += 1
+            target = link["href"].split("#", 1)[1]
+            if target not in entries:
+                dangling.append(f"{document}: {link.get_text(strip=True)!r} -> #{target}")
+    assert citations >= 20, f"only {citations} citation links found: is the selector right?"
+    assert not dangling, "citations that do not reach a bibliography entry:\n  " + \
+        "\n  ".join(dangling)
+
+
+def test_every_exercise_has_a_hint_and_an_answer_to_reveal(built_book):
+    """Each numbered exercise of a chapter carries a Hint and an Answer dropdown."""
+    problems, exercises = [], 0
+    for document in numbered_chapters():
+        section = page_soup(built_book, document).select_one("section#exercises")
+        if section is None or section.find("ol") is None:
+            problems.append(f"{document}: no numbered exercises section")
+            continue
+        for number, item in enumerate(section.find("ol").find_all("li", recursive=False), 1):
+            exercises += 1
+            titles = [d.select_one(".admonition-title").get_text(strip=True)
+                      for d in item.select("div.admonition.dropdown")]
+            if titles != ["Hint", "Answer"]:
+                problems.append(f"{document}, exercise {number}: dropdowns {titles}")
+    assert not problems, "exercises without a hint and an answer:\n  " + "\n  ".join(problems)
+    assert exercises >= 20, f"only {exercises} exercises found"

@@ -43,6 +43,12 @@ MATHJAX_STAMP = ".copied_from"  # a dotfile: Sphinx does not copy it into _stati
 # Everything the chapters' outputs depend on besides their own code (relative to SOURCE).
 CACHE_DEPENDENCIES = ("course_lib", "constraints.txt")
 
+# What a copy of the book needs: its configuration, pages, the notebooks it offers for
+# download, the bibliography, and what decides whether cached outputs are still valid.
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "references.bib", "book", "exercises",
+                "course_lib", "constraints.txt")
+COPY_IGNORE = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "_build")
+
 # Sphinx reports problems as "file:line: WARNING: message" (or ERROR/CRITICAL).
 PROBLEM_LINE = re.compile(r"\b(WARNING|ERROR|CRITICAL): ")
 ANSI_COLOR = re.compile(r"\x1b\[[0-9;]*m")
@@ -58,6 +64,17 @@ class BuildResult:
     @property
     def ok(self) -> bool:
         return self.returncode == 0
+
+
+def copy_book_sources(destination: Path, source: Path = REPO_ROOT) -> Path:
+    """Copy what the book is built from into `destination` (a scratch build folder)."""
+    for name in BOOK_SOURCES:
+        path = source / name
+        if path.is_dir():
+            shutil.copytree(path, destination / name, ignore=COPY_IGNORE)
+        elif path.is_file():
+            shutil.copy2(path, destination / name)
+    return destination
 
 
 def mathjax_source() -> Path:
