@@ -57,6 +57,7 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 c.Verdict.verdict_directory = os.path.join(ROOT, "grader", "verdicts")
+c.PrepareCases.course_root = ROOT  # its grader/secret/ holds the hidden-case salt
 # edited nbgrader metadata (a renamed grade id, answer cells flagged as tests) made
 # nbgrader drop the whole notebook (KeyError in OverwriteCells): restore every cell's
 # nbgrader metadata from the gradebook first (grader/sandbox/sanitize.py)

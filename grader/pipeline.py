@@ -374,11 +374,16 @@ def grade(root: Path | str | None = None, workers: int | None = None, zip_path=N
     t0 = time.perf_counter()
     nbapi.prepare_environment()
     if sandbox:
-        from .sandbox import problem
+        from .sandbox import problem, views
 
         why = problem()
+        if why is None:
+            try:  # the kernel's course_lib must not hand out what the exercises grade
+                views.check_references(registry.exercises())
+            except RuntimeError as exc:
+                why = str(exc)
         if why:
-            raise GradingError(f"no grading sandbox can be made here, so nothing was graded: "
+            raise GradingError(f"cannot grade safely here, so nothing was graded: "
                                f"{why}. (Only for trusted submissions: --no-sandbox runs "
                                "student code with your rights.)")
     else:

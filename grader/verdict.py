@@ -51,12 +51,14 @@ def test_cells(nb):
 class PrepareCases(NbGraderPreprocessor):
     """Before Execute: write the case inputs and set the kernel's environment."""
 
+    course_root = Unicode("", help="course root whose grader/secret holds the salt").tag(
+        config=True)
     salt = Unicode(help="salt of the hidden-case seeds (default: the course's secret "
                    "salt file, see judge.grading_salt)").tag(config=True)
 
     @default("salt")
     def _salt_default(self):
-        return grading_salt()
+        return grading_salt(self.course_root or None)
 
     def preprocess(self, nb, resources):
         info = resources["nbgrader"]
