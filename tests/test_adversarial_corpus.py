@@ -116,6 +116,11 @@ def _python_for(uid, gid, home: Path) -> str:
     subprocess.run([system, "-m", "venv", "--without-pip", str(shim)], check=True)
     site_dir = next(shim.glob("lib/python*/site-packages"))
     (site_dir / "course-venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # console scripts the grader runs (nbgrader calls alembic for a fresh gradebook)
+    alembic = shim / "bin" / "alembic"
+    alembic.write_text(f"#!{shim / 'bin' / 'python'}\nimport sys\n"
+                       "from alembic.config import main\nsys.exit(main())\n")
+    alembic.chmod(0o755)
     return str(shim / "bin" / "python")
 
 

@@ -142,10 +142,10 @@ while True:
         "print('after segfault', a, b)",
         "import sys; sys.exit(1)",
         "print('after sys.exit', a, b)",
-        "import sys\nfor i in range(2_000_000): sys.stdout.write('x')",
-        "print('\\n'.join(map(str, range(3_000_000))))",
+        "import sys\nfor i in range(400_000): sys.stdout.write('x')",
+        "print('\\n'.join(map(str, range(300_000))))",
         "print('end', a, b)",
-    ], tmp_path, timeout=3)
+    ], tmp_path, timeout=5)
     c = nb.cells
     assert errors(c[1]) == ["MemoryError"]
     assert "after memory 1" in text(c[2])
@@ -189,7 +189,7 @@ def test_the_kernel_imports_only_the_allowlist(tmp_path):
         # what stays: initialisation, validation, activations
         "print(sorted(p), activations.sigmoid(np.zeros(1)))",
         "import inspect; src = inspect.getsource(rnn)\n"
-        "print('np.tanh' in src, 'dh_next' in src, 'def init_params' in src)",
+        "print('np.tanh(' in src, 'das[t] @ W_hh' in src, 'def init_params' in src)",
         "import torch", "import pytest", "import nbgrader", "import grader",
         "import matplotlib.pyplot as plt, IPython, zmq; print('allowed ok')",
     ], tmp_path)
