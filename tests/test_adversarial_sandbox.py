@@ -214,3 +214,61 @@ def test_views_refuse_an_allowlist_that_gives_a_reference_away():
         mp.setattr(views, "COURSE_LIB_ALLOWED", leaky)
         with pytest.raises(RuntimeError, match="02_softmax/softmax uses course_lib.losses.softmax"):
             views.check_references(EXERCISES)
+
+
+DEMO = ROOT / "tests" / "fixtures" / "grading_demo"
+
+
+@pytest.fixture
+def demo_course(tmp_path):
+    """A one-student course of the demo assignment."""
+    import shutil
+    import subprocess
+
+    from grader import synthetic
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(DEMO), str(ROOT)]),
+           "COURSE_EXERCISES_MODULE": "demo_registry"}
+    root = tmp_path / "course"
+    shutil.copytree(DEMO / "solutions", root / "solutions")
+    shutil.copy(ROOT / "nbgrader_config.py", root)
+    subprocess.run([sys.executable, "-m", "grader", "release", "--root", str(root)], cwd=ROOT,
+                   env=env, check=True, capture_output=True)
+    a = "00_demo"
+    solved = synthetic.solved(root / "solutions" / a / f"{a}.ipynb",
+                              root / "exercises" / a / f"{a}.ipynb")
+    synthetic.write_submission(root, "ada", a, solved)
+    return root, env
+
+
+def _grade(root, env, *args):
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "grader", "grade", "--root", str(root), "-q",
+                           *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_grade_refuses_when_no_sandbox_can_be_made(demo_course, tmp_path):
+    root, env = demo_course
+    empty = tmp_path / "no-tools"
+    empty.mkdir()
+    proc = _grade(root, {**env, "PATH": str(empty)})  # no bwrap on PATH
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "nothing was graded" in proc.stderr and "apt-get install bubblewrap" in proc.stderr
+    assert "--no-sandbox" in proc.stderr
+    assert not (root / "grader" / "grades.csv").exists()
+    assert not (root / "grader" / "autograded").exists()
+
+
+def test_no_sandbox_is_announced_everywhere(demo_course):
+    import csv
+
+    root, env = demo_course
+    proc = _grade(root, env, "--no-sandbox")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "WARNING: grading WITHOUT the sandbox" in proc.stdout
+    with open(root / "grader" / "grades.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["sandboxed"] for r in rows] == ["no"] and float(rows[0]["auto_score"]) > 0
+    assert "graded without the sandbox" in (root / "grader" / "report" / "index.html").read_text()

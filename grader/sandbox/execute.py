@@ -100,8 +100,10 @@ class SandboxedExecute(Execute):
             super().process_message(msg, cell, cell_index)
         self._out_bytes[cell_index] = used + max(room, 0)
         self._nb_out_bytes += max(room, 0)
-        if self.max_cell_output_bytes - used <= self.max_notebook_output_bytes - self._nb_out_bytes:
-            what = f"this cell produced more than {self.max_cell_output_bytes} bytes of output (the output budget per cell)"
+        cell_room = self.max_cell_output_bytes - used
+        if cell_room <= self.max_notebook_output_bytes - self._nb_out_bytes:
+            what = (f"this cell produced more than {self.max_cell_output_bytes} bytes of "
+                    "output (the output budget per cell)")
         else:
             what = (f"this notebook produced more than {self.max_notebook_output_bytes} bytes "
                     "of output (the output budget per notebook)")
@@ -184,7 +186,8 @@ class SandboxedExecute(Execute):
         return self.notebook_timeout - (time.monotonic() - self._nb_start)
 
     def _restart_and_replay(self, upto: int) -> str | None:
-        """Fresh kernel, replay the clean cells before ``upto``. None, or why it failed."""
+        """Fresh kernel, replay the clean cells before ``upto``. None, or why it failed.
+        Replayed output does not count against the output budgets a second time."""
         self._stop_kernel()
         if not self.restart_on_failure:
             return "the kernel was lost"
@@ -192,6 +195,13 @@ class SandboxedExecute(Execute):
             self._start_kernel()
         except Exception as e:  # noqa: BLE001
             return f"the kernel could not be restarted ({type(e).__name__})"
+        spent = (dict(self._out_bytes), self._nb_out_bytes, set(self._truncated))
+        try:
+            return self._replay(upto)
+        finally:
+            self._out_bytes, self._nb_out_bytes, self._truncated = spent
+
+    def _replay(self, upto: int) -> str | None:
         for idx in self._ok_cells:
             if idx >= upto:
                 break

@@ -349,7 +349,9 @@ class SandboxKernelManager(AsyncKernelManager):
         a += ["--perms", "0777", "--size", str(self.tmp_size), "--tmpfs", HOME]
         font = _font_cache()
         if font:
-            a += ["--perms", "0777", "--dir", f"{HOME}/.mpl", "--ro-bind", font, f"{HOME}/.mpl/{os.path.basename(font)}"]
+            mpl = f"{HOME}/.mpl"
+            a += ["--perms", "0777", "--dir", mpl,
+                  "--ro-bind", font, f"{mpl}/{os.path.basename(font)}"]
         a += ["--ro-bind", self._run_dir, self._run_dir, "--bind", self._sock_dir, self._sock_dir]
         if cases and os.path.isdir(cases):
             a += ["--ro-bind", cases, cases]

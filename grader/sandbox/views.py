@@ -58,7 +58,7 @@ COURSE_LIB_ALLOWED: dict[str, str | frozenset] = {
     "course_lib.truncation": frozenset(),
 }
 
-_GRADING_MODULE = '''"""Generated for the grading sandbox: placeholders for unavailable course_lib names."""
+_GRADING_MODULE = '''"""Generated for the grading sandbox: placeholders of unavailable names."""
 
 
 class ReferenceUnavailableError(RuntimeError):
@@ -70,7 +70,8 @@ def unavailable(dotted):
         raise ReferenceUnavailableError(
             f"{dotted} is unavailable while grading (it computes a graded quantity): "
             "implement it yourself")
-    placeholder.__name__ = placeholder.__qualname__ = dotted.rsplit(".", 1)[1]
+    placeholder.__name__ = dotted.rsplit(".", 1)[1]
+    placeholder.__qualname__ = placeholder.__name__
     return placeholder
 '''
 
@@ -239,7 +240,10 @@ def allowed(dotted: str) -> bool:
 
 
 def _course_lib_names(fn) -> set[str]:
-    """Dotted course_lib functions named in ``fn``'s body (``mod.attr`` chains, names)."""
+    """``fn`` itself if it is a course_lib function, else the dotted course_lib
+    functions named in its body (``mod.attr`` chains, names)."""
+    if (getattr(fn, "__module__", None) or "").startswith("course_lib"):
+        return {f"{fn.__module__}.{fn.__name__}"}
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
     except (OSError, TypeError, SyntaxError):
