@@ -475,6 +475,7 @@ def _run_parallel(root, todo, n_workers, state, state_path, fps, summary, progre
                            "sandboxed": os.environ.get("COURSE_SANDBOX") != "0",
                            "reason": f"the grader's worker crashed ({type(exc).__name__}; "
                            f"e.g. over its memory budget of {worker_memory() >> 20} MiB)"}
+                    _write_failure_feedback(root, t.student, t.assignment, res["reason"])
                 # a crashed worker is the grader's failure, not the submission's: no
                 # digest, so the next run tries again
                 crashed = "worker crashed" in res.get("reason", "")

@@ -11,7 +11,7 @@ canary folder outside it are unchanged (contents, modes, owners) apart from the
 grader's own output folders, nothing but the notebook is left in any autograded
 folder, the salt appears in no output, no connection reached a listening socket,
 the gradebook passes SQLite's integrity check; the two runs give the same grades.
-Cell timeout 5 s (COURSE_CELL_TIMEOUT) to keep the runs short.
+Cell timeout 8 s (COURSE_CELL_TIMEOUT) to keep the runs short.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ ENV = {
     "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     "PYTHONPATH": os.pathsep.join([str(ADV), str(REPO)]),
     "COURSE_EXERCISES_MODULE": "adv_registry",
-    "COURSE_CELL_TIMEOUT": "5",
+    "COURSE_CELL_TIMEOUT": "8",
     "COURSE_NOTEBOOK_TIMEOUT": "90",
 }
 # the grader's own output: everything else in the course root must be unchanged
@@ -113,8 +113,8 @@ def _interpreter_view(uid, gid) -> list[str]:
         pytest.fail(f"the ordinary user {uid} cannot run {sys.executable}")
     keep = blocked / path.relative_to(blocked).parts[0]
     script = ('set -e; d=$(mktemp -d); mount --bind "$1" "$d"; '
-              'mount -t tmpfs -o mode=0755 tmpfs "$2"; mkdir -p "$1"; mount --bind "$d" "$1"; umount "$d"; rmdir "$d"; '
-              'shift 2; exec "$@"')
+              'mount -t tmpfs -o mode=0755 tmpfs "$2"; mkdir -p "$1"; mount --bind "$d" "$1"; '
+              'umount "$d"; rmdir "$d"; shift 2; exec "$@"')
     view = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
             str(keep), str(blocked)]
     if subprocess.run(_as_user(uid, gid, probe, view=view), capture_output=True).returncode:
