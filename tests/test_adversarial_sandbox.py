@@ -25,7 +25,7 @@ def test_the_sandbox_is_available():
     assert sandbox.problem() is None, sandbox.problem()
 
 
-def run(cells, tmp_path, name="scratch", timeout=3, notebook_timeout=120, **kw):
+def run(cells, tmp_path, name="scratch", timeout=10, notebook_timeout=120, **kw):
     from grader.sandbox.execute import SandboxedExecute
 
     scratch = tmp_path / name
