@@ -309,8 +309,12 @@ class SandboxKernelManager(AsyncKernelManager):
         if as_root() or _kernel_at_least(5, 14):
             return self.nproc_limit
         # older kernels count every process of the uid, not only this namespace's
-        mine = sum(1 for p in os.listdir("/proc") if p.isdigit()
-                   and os.stat(f"/proc/{p}").st_uid == os.getuid())
+        mine = 0
+        for p in os.listdir("/proc"):
+            try:
+                mine += p.isdigit() and os.stat(f"/proc/{p}").st_uid == os.getuid()
+            except OSError:  # the process just ended
+                pass
         return mine + self.nproc_limit
 
     def sandbox_argv(self, kernel_cmd: list[str], env: dict) -> list[str]:
