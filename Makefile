@@ -16,11 +16,13 @@ $(PY_STAMP): pyproject.toml constraints.txt
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
-# Debian packages for the browser test (chromium) and the grading sandbox (bubblewrap).
+# Debian packages for the browser test (chromium) and the grading sandbox (bubblewrap;
+# util-linux's setpriv and prlimit).
 $(SYS_STAMP): | $(PY_STAMP)
-	@command -v chromium >/dev/null && command -v bwrap >/dev/null || { \
+	@command -v chromium >/dev/null && command -v bwrap >/dev/null && \
+	  command -v setpriv >/dev/null && command -v prlimit >/dev/null || { \
 	  $(SUDO) apt-get update -q && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium bubblewrap; }
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium bubblewrap util-linux; }
 	touch $@
 
 book: $(PY_STAMP)

@@ -9,10 +9,11 @@ Grading never trusts the student's kernel: ``grader.verdict.PrepareCases`` write
 case inputs before ``Execute``, the kernel only records what the student's functions
 return, and ``grader.verdict.Verdict`` decides every test cell in this process before
 ``SaveAutoGrades`` stores the points. The kernel runs in the bubblewrap sandbox of
-``grader.sandbox`` unless ``COURSE_SANDBOX=0`` (or bubblewrap is missing).
+``grader.sandbox``; only ``COURSE_SANDBOX=0`` (what ``python -m grader grade
+--no-sandbox`` sets) turns it off. Where no sandbox can be made, every kernel refuses
+to start (and ``python -m grader grade`` refuses before grading anything).
 """
 import os
-import shutil
 
 c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this file
 
@@ -44,25 +45,9 @@ c.Execute.startup_timeout = 60
 c.Execute.interrupt_on_timeout = True
 c.LimitOutput.max_lines = 200
 c.LimitOutput.max_traceback = 50
-
-
-def _execute_class() -> str:
-    """H7's SandboxedExecute (bubblewrap kernel, per-notebook time limit, output caps,
-    recovery from dead kernels); nbgrader's Execute only if it cannot be imported."""
-    import importlib.util
-
-    try:
-        if importlib.util.find_spec("grader.sandbox.execute") is not None:
-            return "grader.sandbox.execute.SandboxedExecute"
-    except ImportError:
-        pass
-    return "nbgrader.preprocessors.Execute"
-
-
-EXECUTE = _execute_class()
 c.Autograde.autograde_preprocessors = [
     "grader.verdict.PrepareCases",
-    EXECUTE,
+    "grader.sandbox.execute.SandboxedExecute",
     "grader.verdict.Verdict",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
@@ -72,7 +57,8 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 c.Verdict.verdict_directory = os.path.join(ROOT, "grader", "verdicts")
-# H7: edited nbgrader metadata (a renamed grade id, answer cells flagged as tests) made
+c.PrepareCases.course_root = ROOT  # its grader/secret/ holds the hidden-case salt
+# edited nbgrader metadata (a renamed grade id, answer cells flagged as tests) made
 # nbgrader drop the whole notebook (KeyError in OverwriteCells): restore every cell's
 # nbgrader metadata from the gradebook first (grader/sandbox/sanitize.py)
 c.Autograde.sanitize_preprocessors = [
@@ -84,15 +70,10 @@ c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 
-# The sandbox switch: COURSE_SANDBOX=0 (`python -m grader grade --no-sandbox`) runs the
-# kernel unsandboxed (same time/output limits); bubblewrap missing -> unsandboxed too.
-SANDBOX = (os.environ.get("COURSE_SANDBOX", "1") != "0"
-           and bool(shutil.which("bwrap")) and bool(shutil.which("setpriv"))
-           and os.geteuid() == 0)
-if EXECUTE.endswith("SandboxedExecute"):
-    c.SandboxedExecute.sandbox = SANDBOX
-    c.SandboxedExecute.timeout = c.Execute.timeout
-    c.SandboxedExecute.notebook_timeout = int(os.environ.get("COURSE_NOTEBOOK_TIMEOUT", "300"))
+# the sandbox switch: only an explicit --no-sandbox (COURSE_SANDBOX=0) turns it off
+c.SandboxedExecute.sandbox = os.environ.get("COURSE_SANDBOX", "1") != "0"
+c.SandboxedExecute.timeout = c.Execute.timeout
+c.SandboxedExecute.notebook_timeout = int(os.environ.get("COURSE_NOTEBOOK_TIMEOUT", "300"))
 
 # ---- feedback: never show hidden tests
 c.GenerateFeedback.preprocessors = [

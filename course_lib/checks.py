@@ -183,11 +183,11 @@ def _grading_mode(assignment: str, name: str, fn, hidden: bool) -> None:
     with open(os.path.join(cases_dir, cases_name(assignment, name, hidden)), "rb") as fh:
         cases = decode_cases(fh.read())
     data = run_cases(fn, cases)
+    # written in place: the grader created this file, and in the sandbox it is the only
+    # writable one in a read-only folder
     path = os.path.join(record_dir, record_name(assignment, name, hidden))
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as fh:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_TRUNC), "wb") as fh:
         fh.write(data)
-    os.replace(tmp, path)
     # Not a verdict: the grader replaces this cell's outputs. If it never does (the
     # grading configuration was not loaded), this stderr line scores the cell 0.
     print(f"{name}: outputs recorded; the grader decides.", file=sys.stderr)

@@ -27,7 +27,8 @@ def main(argv=None) -> int:
     g.add_argument("--assignment", help="grade only this assignment")
     g.add_argument("-j", "--workers", type=int, help="worker processes (default: cores)")
     g.add_argument("--no-sandbox", action="store_true",
-                   help="run kernels without bubblewrap (trusted submissions only)")
+                   help="run student code WITHOUT the sandbox, with your rights (trusted "
+                   "submissions only; grades.csv and the report say so)")
     g.add_argument("--force", action="store_true", help="regrade even unchanged submissions")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -60,4 +61,6 @@ def main(argv=None) -> int:
     for key in s.failed:
         print(f"  not graded: {key} (see grader/grades.csv, column note)")
     print("wrote grader/grades.csv, grader/feedback/, grader/report/index.html")
+    if args.no_sandbox:
+        print("WARNING: these submissions were graded WITHOUT the sandbox")
     return 0

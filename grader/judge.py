@@ -18,7 +18,10 @@ output into float64 arrays, and here only NumPy arithmetic on those arrays happe
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -274,18 +277,39 @@ def judge_record(exercise, cases: list[dict], data: bytes | None, hidden: bool =
 
 
 # ---------------------------------------------------------------------------- cases
-DEFAULT_SALT = "bptt-course-hidden-cases-v1"
+SALT_FILE = os.path.join("grader", "secret", "hidden-cases-salt")
 
 
-def grading_salt() -> str:
-    """The course secret for hidden cases (env COURSE_GRADING_SECRET), or a fixed salt.
+def grading_salt(root: str | os.PathLike | None = None) -> str:
+    """The course's secret for hidden cases, made on first use.
 
-    With the fixed salt anyone who reads this file can recompute a student's hidden
-    cases' *inputs*; that gives nothing away (the reference outputs are never in the
-    kernel), but an instructor can set a secret to keep them private."""
-    import os
+    Kept in ``<course root>/grader/secret/hidden-cases-salt`` (folder 0700, file 0600:
+    readable by the instructor only; the grading kernel never sees grader/ nor gets
+    it in its environment). The course root is ``root``, else ``$COURSE_ROOT``, else
+    this repository. Without it nobody can predict a student's hidden cases; keep it
+    with the gradebook (a new salt draws new hidden cases)."""
+    import secrets
 
-    return os.environ.get("COURSE_GRADING_SECRET") or DEFAULT_SALT
+    base = root or os.environ.get("COURSE_ROOT") or Path(__file__).resolve().parent.parent
+    path = Path(base, SALT_FILE)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    if not path.exists():  # write aside, then link: concurrent graders agree on one salt
+        fd, tmp = tempfile.mkstemp(dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32) + "\n")
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd) as fh:
+        salt = fh.read(4096).strip()
+    if len(salt) < 32:
+        raise RuntimeError(f"{path} is damaged (too short): delete it to make a new salt")
+    return salt
 
 
 def hidden_seed(student: str, assignment: str, salt: str) -> int:

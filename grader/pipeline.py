@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import nbapi, registry
+from .sandbox.rundir import make_run_root
 
 STUDENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 STATE_FILE = "grading_state.json"
@@ -111,7 +112,7 @@ def fingerprint(root: Path, assignment: str) -> str:
     for f in files:
         if f.is_file():
             h.update(str(f.name).encode() + b"\0" + f.read_bytes() + b"\0")
-    h.update(grading_salt().encode())
+    h.update(grading_salt(root).encode())
     h.update(os.environ.get("COURSE_SANDBOX", "1").encode())
     return h.hexdigest()
 
@@ -258,11 +259,23 @@ _API = None
 _ROOT = None
 
 
+WORKER_MEMORY = 6 * 1024**3  # address space of a grading worker (nbgrader + one notebook)
+
+
+def worker_memory() -> int:
+    return int(os.environ.get("COURSE_WORKER_MEMORY") or WORKER_MEMORY)
+
+
 def _worker_init(root: str, env: dict) -> None:
     global _API, _ROOT
+    import resource
     import warnings
 
     os.environ.update(env)
+    # a notebook that makes the worker grow (huge outputs, a flood of messages) costs
+    # that notebook (the worker dies, the submission is reported), not the machine
+    limit = worker_memory()
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     # nbgrader's SQLAlchemy use warns on every submission; its logs are captured
     warnings.filterwarnings("ignore", module="nbgrader")
     warnings.filterwarnings("ignore", message=".*not in session.*")
@@ -335,16 +348,9 @@ def grade_one(student: str, assignment: str, note: str = "") -> dict:
         status = "not graded"
         reason = problem or _failure_reason(result.get("log", "") + result.get("error", ""))
         _write_failure_feedback(root, student, assignment, reason)
-    work = Path(tempfile.gettempdir()) / "bptt-grading"
-    if work.is_dir():  # case folders of notebooks whose kernel died before the verdict
-        for d in work.glob(f"*-{assignment}-*"):
-            # H7: the exact prefix <student>-<assignment>-, or student "ab" would delete
-            # the live case folder of student "ab-c" graded at the same time
-            if d.name.startswith(re.sub(r"[^A-Za-z0-9_.-]+", "_", student)[:40]
-                                 + f"-{assignment}-"):
-                shutil.rmtree(d, ignore_errors=True)
     return {"student": student, "assignment": assignment, "status": status, "reason": reason,
-            "seconds": time.perf_counter() - t0}
+            "seconds": time.perf_counter() - t0,
+            "sandboxed": os.environ.get("COURSE_SANDBOX") != "0"}
 
 
 # ---------------------------------------------------------------------------- run
@@ -367,7 +373,32 @@ def grade(root: Path | str | None = None, workers: int | None = None, zip_path=N
     root = Path(root or nbapi.REPO_ROOT).resolve()
     t0 = time.perf_counter()
     nbapi.prepare_environment()
+    if sandbox:
+        from .sandbox import problem, views
+
+        why = problem()
+        if why is None:
+            try:  # the kernel's course_lib must not hand out what the exercises grade
+                views.check_references(registry.exercises())
+            except RuntimeError as exc:
+                why = str(exc)
+        if why:
+            raise GradingError(f"cannot grade safely here, so nothing was graded: "
+                               f"{why}. (Only for trusted submissions: --no-sandbox runs "
+                               "student code with your rights.)")
+    else:
+        log("WARNING: grading WITHOUT the sandbox (--no-sandbox): student code runs with "
+            "your rights and can read or change your files; grades.csv and the report say so")
     os.environ["COURSE_SANDBOX"] = "1" if sandbox else "0"
+    os.environ["COURSE_ROOT"] = str(root)
+    os.environ["COURSE_RUN_DIR"] = make_run_root()
+    try:
+        return _grade(root, t0, workers, zip_path, assignment, progress, force, log)
+    finally:
+        shutil.rmtree(os.environ.pop("COURSE_RUN_DIR"), ignore_errors=True)
+
+
+def _grade(root, t0, workers, zip_path, assignment, progress, force, log) -> RunSummary:
     assignments = nbapi.source_assignments(root)
     if not assignments:
         raise GradingError(f"no source notebooks in {root / 'solutions'}")
@@ -441,13 +472,17 @@ def _run_parallel(root, todo, n_workers, state, state_path, fps, summary, progre
                         pending.append(t)
                         continue
                     res = {"status": "not graded", "seconds": 0.0,
-                           "reason": f"the grader's worker crashed ({type(exc).__name__})"}
+                           "sandboxed": os.environ.get("COURSE_SANDBOX") != "0",
+                           "reason": f"the grader's worker crashed ({type(exc).__name__}; "
+                           f"e.g. over its memory budget of {worker_memory() >> 20} MiB)"}
+                    _write_failure_feedback(root, t.student, t.assignment, res["reason"])
                 # a crashed worker is the grader's failure, not the submission's: no
                 # digest, so the next run tries again
                 crashed = "worker crashed" in res.get("reason", "")
                 subs[key] = {"digest": None if crashed else t.digest,
                              "fingerprint": fps[t.assignment], "status": res["status"],
-                             "reason": res["reason"], "seconds": round(res["seconds"], 2)}
+                             "reason": res["reason"], "seconds": round(res["seconds"], 2),
+                             "sandboxed": res["sandboxed"]}
                 _save_state(state_path, state)
                 (summary.graded if res["status"] == "graded" else summary.failed).append(key)
                 bar.update(1)

@@ -11,7 +11,7 @@ from pathlib import Path
 from . import nbapi
 
 CSV_FIELDS = ["student", "assignment", "score", "max_score", "auto_score", "auto_max_score",
-              "needs_manual_grade", "status", "note"]
+              "needs_manual_grade", "status", "note", "sandboxed"]
 
 
 def _gradebook_rows(root: Path, present: set) -> list[dict]:
@@ -45,6 +45,8 @@ def write_grades_csv(root: Path, present: set, state: dict) -> Path:
         st = subs.get(f"{row['student']}/{row['assignment']}", {})
         row["status"] = st.get("status", "not graded yet")
         row["note"] = st.get("reason", "")
+        # "no": graded with --no-sandbox (the student's code ran with the grader's rights)
+        row["sandboxed"] = {True: "yes", False: "no"}.get(st.get("sandboxed"), "")
         if row["status"] == "not graded":
             row["score"] = row["auto_score"] = 0.0
     path = root / "grader" / "grades.csv"
@@ -140,6 +142,10 @@ def write_report(root: Path, present: set) -> Path:
 
     not_graded = [(g["student"], g["assignment"], g["note"]) for g in grades
                   if g["status"] == "not graded"]
+    n_plain = sum(g.get("sandboxed") == "no" for g in grades)
+    unsandboxed = (f"<p><strong>Warning: {n_plain} submission(s) were graded without the "
+                   "sandbox (--no-sandbox): their code ran with the grader's rights; see the "
+                   "column sandboxed of grades.csv.</strong></p>\n" if n_plain else "")
     page = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>Grading report</title>
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}
@@ -147,7 +153,7 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;te
 </head><body>
 <h1>Grading report</h1>
 <p>{len({g['student'] for g in grades})} students, {len(grades)} submissions.</p>
-<h2>Score distribution per assignment</h2><img src="scores.png" alt="score histograms">
+{unsandboxed}<h2>Score distribution per assignment</h2><img src="scores.png" alt="score histograms">
 {table(["assignment", "submissions", "mean autograded fraction"],
        [(a, len(by_assignment[a]), f"{sum(by_assignment[a]) / len(by_assignment[a]):.2f}")
         for a in names])}

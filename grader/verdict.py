@@ -24,9 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import stat
-import tempfile
 
 from nbformat.v4 import new_output
 from nbgrader import utils
@@ -36,6 +34,7 @@ from traitlets import Integer, Unicode, default
 from course_lib import checks
 
 from . import judge, registry
+from .sandbox.rundir import fresh_dir, remove_tree
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _KEY = "course_grading"
@@ -52,30 +51,25 @@ def test_cells(nb):
 class PrepareCases(NbGraderPreprocessor):
     """Before Execute: write the case inputs and set the kernel's environment."""
 
-    work_root = Unicode(help="where per-notebook cases/records directories are made").tag(
+    course_root = Unicode("", help="course root whose grader/secret holds the salt").tag(
         config=True)
-    salt = Unicode(help="salt of the hidden-case seeds (default: COURSE_GRADING_SECRET or "
-                   "a fixed string)").tag(config=True)
-
-    @default("work_root")
-    def _work_root_default(self):
-        return os.path.join(tempfile.gettempdir(), "bptt-grading")
+    salt = Unicode(help="salt of the hidden-case seeds (default: the course's secret "
+                   "salt file, see judge.grading_salt)").tag(config=True)
 
     @default("salt")
     def _salt_default(self):
-        return grading_salt()
+        return grading_salt(self.course_root or None)
 
     def preprocess(self, nb, resources):
         info = resources["nbgrader"]
         assignment, student = info["assignment"], info["student"]
-        os.makedirs(self.work_root, mode=0o711, exist_ok=True)
-        work = tempfile.mkdtemp(prefix=f"{_SAFE.sub('_', student)[:40]}-{assignment}-",
-                                dir=self.work_root)
+        # in this run's private folder; both stay readable for a kernel of another uid
+        work = fresh_dir(f"{_SAFE.sub('_', student)[:40]}-{assignment}-")
         os.chmod(work, 0o711)
         cases_dir = os.path.join(work, "cases")
         record_dir = os.path.join(work, "records")
         os.mkdir(cases_dir, 0o755)
-        os.mkdir(record_dir, 0o700)
+        os.mkdir(record_dir, 0o755)
         seed = judge.hidden_seed(student, assignment, self.salt)
         cases = {}
         for name, exercise in sorted(registry.for_assignment(assignment).items()):
@@ -86,6 +80,9 @@ class PrepareCases(NbGraderPreprocessor):
                 with open(path, "wb") as fh:
                     fh.write(checks.encode_cases(drawn))
                 os.chmod(path, 0o644)
+                # the kernel may only fill these files: its record folder is read-only
+                record = os.path.join(record_dir, checks.record_name(assignment, name, hidden))
+                os.close(os.open(record, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
         os.environ["COURSE_CASES_DIR"] = cases_dir
         os.environ["COURSE_RECORD_DIR"] = record_dir
         os.environ["COURSE_ASSIGNMENT"] = assignment
@@ -95,7 +92,7 @@ class PrepareCases(NbGraderPreprocessor):
 
 
 def read_record(record_dir: str, filename: str, max_bytes: int) -> bytes | None:
-    """The record's bytes, or None if it is missing or not a plain regular file."""
+    """The record's bytes, or None if it is missing, empty or not a plain regular file."""
     try:
         dfd = os.open(record_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError:
@@ -108,7 +105,7 @@ def read_record(record_dir: str, filename: str, max_bytes: int) -> bytes | None:
         os.close(dfd)
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > max_bytes:
+        if not stat.S_ISREG(st.st_mode) or not 0 < st.st_size <= max_bytes:
             return None
         chunks, total = [], 0
         while True:
@@ -204,7 +201,7 @@ class Verdict(NbGraderPreprocessor):
         for var in ("COURSE_CASES_DIR", "COURSE_RECORD_DIR", "COURSE_ASSIGNMENT"):
             os.environ.pop(var, None)
         if info and info.get("work"):
-            shutil.rmtree(info["work"], ignore_errors=True)
+            remove_tree(info["work"])
 
     def _write(self, resources, verdicts):
         meta = resources["nbgrader"]

@@ -1,13 +1,17 @@
 """The adversarial corpus graded as a class through the real `python -m grader grade`
-(what `make grade` runs), sandbox on, together with honest students.
+(what `make grade` runs), sandbox on, together with honest students, twice at the same
+time on one machine: as the user running the tests (root in CI) and as an ordinary
+user (created with useradd when the tests run as root) on a copy of the course and
+of the code that this user owns.
 
-For every submission of tests/fixtures/adversarial/corpus.py: the autograded score it
-deserves (0 for the functions it attacks with, full for its honest rest), a clear line
-in its feedback; for the whole run: the course tree (and the repository's code) hashed
-before and after is unchanged apart from the grader's own output folders, no
-connection reached a listening socket, the gradebook passes SQLite's integrity check,
-and a grader killed (SIGKILL) mid-run then re-run ends with exactly those grades.
-Cell timeout 5 s (COURSE_CELL_TIMEOUT) to keep the run short.
+For every submission of tests/fixtures/adversarial/corpus.py, in both runs: the
+autograded score it deserves (0 for the functions it attacks with, full for its
+honest rest) and a clear line in its feedback. For each run: the course tree and a
+canary folder outside it are unchanged (contents, modes, owners) apart from the
+grader's own output folders, nothing but the notebook is left in any autograded
+folder, the salt appears in no output, no connection reached a listening socket,
+the gradebook passes SQLite's integrity check; the two runs give the same grades.
+Cell timeout 8 s (COURSE_CELL_TIMEOUT) to keep the runs short.
 """
 from __future__ import annotations
 
@@ -16,40 +20,39 @@ import hashlib
 import html
 import json
 import os
+import pwd
 import re
-import signal
+import shutil
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from grader import sandbox
-
 REPO = Path(__file__).resolve().parent.parent
 ADV = REPO / "tests" / "fixtures" / "adversarial"
 A = "90_adv"
-
-pytestmark = pytest.mark.skipif(not sandbox.available(),
-                                reason="needs root, bubblewrap and setpriv")
+USER = "bptt-grader"  # the ordinary user the tests create when they run as root
 
 ENV = {
     **os.environ,
     "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     "PYTHONPATH": os.pathsep.join([str(ADV), str(REPO)]),
     "COURSE_EXERCISES_MODULE": "adv_registry",
-    "COURSE_CELL_TIMEOUT": "5",
-    "COURSE_NOTEBOOK_TIMEOUT": "60",
+    "COURSE_CELL_TIMEOUT": "8",
+    "COURSE_NOTEBOOK_TIMEOUT": "90",
 }
 # the grader's own output: everything else in the course root must be unchanged
 OUTPUT = {"grader/autograded", "grader/feedback", "grader/verdicts", "grader/report",
           "grader/gradebook.db", "grader/gradebook.db-journal", "grader/grades.csv",
           "grader/grades.tmp", "grader/grading_state.json", "grader/grading_state.tmp",
-          "grader/downloaded"}
+          "grader/downloaded", "grader/secret"}
 
 
 def tree_digest(root: Path, skip=()) -> dict[str, str]:
@@ -67,26 +70,76 @@ def tree_digest(root: Path, skip=()) -> dict[str, str]:
             data = os.readlink(p).encode() if p.is_symlink() else p.read_bytes()
             out[rel] = hashlib.sha256(data).hexdigest() + f":{st.st_mode:o}:{st.st_uid}"
         for d in dirs:
-            out[os.path.normpath(os.path.join(rel_dir, d)) + "/"] = "dir"
+            st = Path(dirpath, d).lstat()
+            out[os.path.normpath(os.path.join(rel_dir, d)) + "/"] = f"{st.st_mode:o}:{st.st_uid}"
     return out
 
 
-def run_grade(root: Path, extra=(), **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "grader", "grade", "--root", str(root), "-q",
-                             "-j", "2", *extra], cwd=REPO, env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, **kw)
-
-
-def finished(root: Path) -> int:
+def _ordinary_user():
+    """(uid, gid, name) of the ordinary user who grades the second copy: this user when
+    the tests do not run as root, else ``USER`` (created once with useradd)."""
+    if os.geteuid() != 0:
+        return os.getuid(), os.getgid(), pwd.getpwuid(os.getuid()).pw_name
     try:
-        state = json.loads((root / "grader" / "grading_state.json").read_text())
-    except (OSError, ValueError):
-        return 0
-    return len(state.get("submissions", {}))
+        pw = pwd.getpwnam(USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
+                        "--shell", "/usr/sbin/nologin", USER], check=True)
+        pw = pwd.getpwnam(USER)
+    return pw.pw_uid, pw.pw_gid, USER
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
+def _as_user(uid, gid, argv, env=None, view=()):
+    """argv run as the ordinary user, in exactly the environment ``env``, after the
+    ``view`` command (see ``_interpreter_view``) when there is one."""
+    argv = ["env", "-i", *(f"{k}={v}" for k, v in (env or {}).items()), *argv]
+    if os.geteuid() != 0:
+        return argv
+    return [*view, "setpriv", f"--reuid={uid}", f"--regid={gid}", "--init-groups", "--",
+            *argv]
+
+
+def _interpreter_view(uid, gid) -> list[str]:
+    """A command prefix that lets the ordinary user run this venv's interpreter: none
+    if it can already, else (as root) a private mount namespace in which the folder
+    that locks it out (e.g. /root, mode 0700, above a pyenv Python) is replaced by a
+    world-traversable tmpfs holding only the interpreter's own folder."""
+    probe = [sys.executable, "-c", "import nbgrader"]
+    if subprocess.run(_as_user(uid, gid, probe), capture_output=True).returncode == 0:
+        return []
+    path = Path(os.path.realpath(sys.base_prefix))
+    blocked = next((p for p in reversed(path.parents) if not p.stat().st_mode & 0o001), None)
+    if blocked is None or os.geteuid() != 0:
+        pytest.fail(f"the ordinary user {uid} cannot run {sys.executable}")
+    keep = blocked / path.relative_to(blocked).parts[0]
+    script = ('set -e; d=$(mktemp -d); mount --bind "$1" "$d"; '
+              'mount -t tmpfs -o mode=0755 tmpfs "$2"; mkdir -p "$1"; mount --bind "$d" "$1"; '
+              'umount "$d"; rmdir "$d"; shift 2; exec "$@"')
+    view = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+            str(keep), str(blocked)]
+    if subprocess.run(_as_user(uid, gid, probe, view=view), capture_output=True).returncode:
+        pytest.fail(f"the ordinary user {uid} cannot run {sys.executable}, even with "
+                    f"{blocked} opened for it")
+    return view
+
+
+def _chown_tree(path: Path, uid: int, gid: int) -> None:
+    if os.geteuid() == 0:
+        subprocess.run(["chown", "-R", f"{uid}:{gid}", str(path)], check=True)
+
+
+def _canary(folder: Path) -> Path:
+    """Files outside any course tree that no submission may change."""
+    folder.mkdir(exist_ok=True)
+    (folder / "canary.txt").write_text("canary\n")
+    (folder / "private.txt").write_text("private\n")
+    os.chmod(folder / "private.txt", 0o600)
+    os.chmod(folder, 0o755)
+    return folder
+
+
+def _build_course(root: Path, code: Path, canary: Path, port: int, env: dict):
+    """A scratch course at ``root`` with the corpus submitted: {student: Case}."""
     sys.path.insert(0, str(ADV))
     try:
         import build_source
@@ -95,17 +148,28 @@ def graded(tmp_path_factory):
         sys.path.remove(str(ADV))
     from grader import synthetic
 
-    root = tmp_path_factory.mktemp("advcourse")
     (root / "nbgrader_config.py").write_text((REPO / "nbgrader_config.py").read_text())
     build_source.write(root)
     subprocess.run([sys.executable, "-m", "grader", "release", "--root", str(root)],
-                   cwd=REPO, env=ENV, check=True, capture_output=True)
+                   cwd=REPO, env=env, check=True, capture_output=True)
     solved = synthetic.solved(root / "solutions" / A / f"{A}.ipynb",
                               root / "exercises" / A / f"{A}.ipynb")
+    return corpus.build(root, solved, port, code, canary)
+
+
+def _grade_cmd(python: str, root: Path) -> list[str]:
+    return [python, "-m", "grader", "grade", "--root", str(root), "-q", "-j", "2"]
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    from grader import judge
+
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(8)
     srv.settimeout(0.5)
+    port = srv.getsockname()[1]
     connections: list = []
     stop = threading.Event()
 
@@ -117,30 +181,58 @@ def graded(tmp_path_factory):
                 pass
 
     threading.Thread(target=accept, daemon=True).start()
-    cases = corpus.build(root, solved, srv.getsockname()[1], REPO)
 
-    before = tree_digest(root, OUTPUT)
+    # the ordinary user's side: its own copy of the code, a course and canaries it owns
+    uid, gid, name = _ordinary_user()
+    # outside pytest's temporary folder, which only the user running the tests may enter
+    home = Path(tempfile.mkdtemp(prefix="bptt-ordinary-user-"))
+    code = home / "code"
+    for part in ("grader", "course_lib"):
+        shutil.copytree(REPO / part, code / part,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(ADV, code / "adversarial", ignore=shutil.ignore_patterns("__pycache__"))
+    user_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8",
+                "PYTHONPATH": os.pathsep.join([str(code / "adversarial"), str(code)]),
+                **{k: ENV[k] for k in ENV if k.startswith("COURSE_")}}
+    user_root = home / "course"
+    user_root.mkdir()
+    user_canary = _canary(home / "canary")
+    user_cases = _build_course(user_root, code, user_canary, port, ENV)
+
+    root = tmp_path_factory.mktemp("advcourse")
+    canary = _canary(tmp_path_factory.mktemp("canary"))
+    cases = _build_course(root, REPO, canary, port, ENV)
+    # the same salt in both courses: the same hidden cases, so the same grades
+    judge.grading_salt(root)
+    (user_root / "grader" / "secret").mkdir(mode=0o700)
+    shutil.copy2(root / judge.SALT_FILE, user_root / judge.SALT_FILE)
+    _chown_tree(home, uid, gid)
+    view = _interpreter_view(uid, gid)
+    before = {"main": tree_digest(root, OUTPUT), "user": tree_digest(user_root, OUTPUT),
+              "main canary": tree_digest(canary), "user canary": tree_digest(user_canary)}
+
     t0 = time.monotonic()
-    # 1) a run killed mid-way (SIGKILL to the whole process group)
-    proc = run_grade(root)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and finished(root) < 8 and proc.poll() is None:
-        time.sleep(0.5)
-    killed_after = finished(root)
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
-    t_killed = time.monotonic() - t0
-    # 2) the re-run finishes the class
-    proc = run_grade(root)
+    as_user = subprocess.Popen(_as_user(uid, gid, _grade_cmd(sys.executable, user_root),
+                                        user_env, view),
+                               cwd=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    proc = subprocess.Popen(_grade_cmd(sys.executable, root), cwd=REPO, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = proc.communicate(timeout=900)
-    t_total = time.monotonic() - t0
+    user_out, user_err = as_user.communicate(timeout=900)
     stop.set()
-    print(f"\nadversarial corpus: {len(cases)} submissions; killed after {killed_after} "
-          f"finished ({t_killed:.0f} s); total {t_total:.0f} s")
+    print(f"\nadversarial corpus: {len(cases)} submissions, graded by this user and by "
+          f"{name} at the same time: {time.monotonic() - t0:.0f} s")
     assert proc.returncode == 0, out + err
-    return {"root": root, "cases": cases, "before": before,
-            "connections": connections, "stdout": out, "killed_after": killed_after}
+    assert as_user.returncode == 0, user_out + user_err
+    runs = {"main": {"root": root, "canary": canary, "cases": cases, "stdout": out},
+            "user": {"root": user_root, "canary": user_canary, "cases": user_cases,
+                     "stdout": user_out}}
+    yield {"runs": runs, "before": before, "connections": connections}
+    shutil.rmtree(home, ignore_errors=True)
+
+
+RUNS = ["main", "user"]  # the user running the tests; the ordinary user
 
 
 def grades(root: Path) -> dict:
@@ -153,60 +245,90 @@ def feedback_text(root: Path, student: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", " ", page))
 
 
-def test_each_submission_gets_the_score_it_deserves(graded):
-    g = grades(graded["root"])
-    wrong = {s: (g.get(s, {}).get("auto_score"), c.score) for s, c in graded["cases"].items()
+def test_a_sandbox_can_be_made_here():
+    """No skipping: grading safely is part of what `make test` checks."""
+    from grader import sandbox
+
+    assert sandbox.problem() is None, sandbox.problem()
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_each_submission_gets_the_score_it_deserves(graded, run):
+    r = graded["runs"][run]
+    g = grades(r["root"])
+    wrong = {s: (g.get(s, {}).get("auto_score"), c.score) for s, c in r["cases"].items()
              if s not in g or float(g[s]["auto_score"] or 0) != c.score}
     assert not wrong, f"student: (got, expected) {wrong}"
     # nobody's maximum grew (changed points / grade ids / answer cells made tests)
-    maxes = {s: r["auto_max_score"] for s, r in g.items() if r["status"] == "graded"}
+    maxes = {s: row["auto_max_score"] for s, row in g.items() if row["status"] == "graded"}
     assert set(maxes.values()) == {"5"}, maxes
+    assert {row["sandboxed"] for row in g.values() if row["status"] == "graded"} == {"yes"}
 
 
-def test_each_feedback_has_a_clear_line(graded):
-    root = graded["root"]
+def test_both_runs_give_the_same_grades(graded):
+    """Two runs by two users on two copies with the same salt agree."""
+    main, user = (grades(graded["runs"][k]["root"]) for k in RUNS)
+    cols = ("score", "auto_score", "status")
+    assert {s: [r[c] for c in cols] for s, r in main.items()} == {
+        s: [r[c] for c in cols] for s, r in user.items()}
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_each_feedback_has_a_clear_line(graded, run):
+    r = graded["runs"][run]
     missing = {}
-    for s, c in graded["cases"].items():
-        text = feedback_text(root, s)
+    for s, c in r["cases"].items():
+        text = feedback_text(r["root"], s)
         if c.feedback not in text:
             missing[s] = (c.feedback, text[:400])
         assert "hidden=True" not in text
     assert not missing, missing
 
 
-def test_nothing_outside_the_scratch_dirs_changed(graded):
-    root = graded["root"]
-    after = tree_digest(root, OUTPUT)
-    changed = {k for k in set(after) | set(graded["before"])
-               if after.get(k) != graded["before"].get(k)}
-    assert not changed, sorted(changed)[:20]
+@pytest.mark.parametrize("run", RUNS)
+def test_nothing_outside_the_sandbox_changed(graded, run):
+    r = graded["runs"][run]
+    for key, folder, skip in ((run, r["root"], OUTPUT), (f"{run} canary", r["canary"], ())):
+        after = tree_digest(folder, skip)
+        changed = {k for k in set(after) | set(graded["before"][key])
+                   if after.get(k) != graded["before"][key].get(k)}
+        assert not changed, (key, sorted(changed)[:20])
     # the repository's own code (other people edit it while tests run: look for the
     # corpus's marks rather than hashing it)
     assert not (REPO / "grader" / "pwned.py").exists()
     for f in list((REPO / "course_lib").rglob("*.py")) + list((REPO / "grader").rglob("*.py")):
         assert b"PWNED" not in f.read_bytes(), f
     assert not graded["connections"]
-    assert not list((root / "grader").glob("pwned*"))
+    assert not list((r["root"] / "grader").glob("pwned*"))
 
 
-def test_gradebook_integrity(graded):
-    with sqlite3.connect(graded["root"] / "grader" / "gradebook.db") as con:
+@pytest.mark.parametrize("run", RUNS)
+def test_nothing_but_the_notebook_comes_back_from_a_kernel(graded, run):
+    """Links, fifos, device nodes and files the kernels left in their working folders
+    never reach the grader's folders; the salt appears in no output."""
+    root = graded["runs"][run]["root"]
+    salt = (root / "grader" / "secret" / "hidden-cases-salt").read_text().strip()
+    assert stat.S_IMODE((root / "grader" / "secret").stat().st_mode) == 0o700
+    for top in ("autograded", "feedback", "verdicts", "report"):
+        for p in (root / "grader" / top).rglob("*"):
+            st = p.lstat()
+            assert stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode), p
+            if top == "autograded" and stat.S_ISREG(st.st_mode):
+                assert p.name == f"{A}.ipynb", p
+            if stat.S_ISREG(st.st_mode):
+                assert salt.encode() not in p.read_bytes(), p
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_gradebook_integrity(graded, run):
+    db = graded["runs"][run]["root"] / "grader" / "gradebook.db"
+    with sqlite3.connect(db) as con:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def test_autograded_notebooks_stay_small(graded):
-    root = graded["root"]
-    for s in ("huge-output-lines", "huge-output-nonewline"):
+@pytest.mark.parametrize("run", RUNS)
+def test_autograded_notebooks_stay_small(graded, run):
+    root = graded["runs"][run]["root"]
+    for s in ("huge-output-lines", "huge-output-nonewline", "output-flood-cells"):
         nb = root / "grader" / "autograded" / s / A / f"{A}.ipynb"
-        assert nb.stat().st_size < 1_000_000, (s, nb.stat().st_size)
-
-
-def test_a_full_regrade_gives_the_same_grades(graded):
-    """The killed-then-resumed run above and an uninterrupted one agree."""
-    root = graded["root"]
-    before = (root / "grader" / "grades.csv").read_text()
-    proc = run_grade(root, extra=["--force"])
-    out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err
-    assert "graded 26, not gradable 4," in out, out
-    assert (root / "grader" / "grades.csv").read_text() == before
+        assert nb.stat().st_size < 1_500_000, (s, nb.stat().st_size)

@@ -13,9 +13,13 @@
   every remaining code cell gets an error output (0 points for its tests) and grading
   goes on with the next notebook: nbgrader never sees a dead kernel and never drops
   the notebook;
-* ``max_cell_output_bytes``: output kept per cell; the rest is dropped as it arrives
-  (plus one ``[output truncated ...]`` line); the client also refuses single messages
-  over ``SandboxKernelClient.max_message_bytes``;
+* ``max_cell_output_bytes`` and ``max_notebook_output_bytes``: output budgets, counted
+  over every output message as it arrives (display updates, clear_output and widget
+  messages included, so many cells or redrawn displays cannot evade them); past a
+  budget the rest is dropped, with one ``[output truncated: ...]`` line naming it; the
+  client also refuses single messages over ``SandboxKernelClient.max_message_bytes``;
+* an error that comes from a budget (MemoryError, a full scratch disk, a file too
+  large) gets a ``[budget exceeded: ...]`` line naming the budget;
 * the iopub timeout that makes stock nbgrader abort a notebook is only a warning here.
 """
 from __future__ import annotations
@@ -34,12 +38,19 @@ from nbgrader.preprocessors import Execute
 from .kernel import SandboxKernelManager
 
 TIMEOUT_ENAME = "CellTimeoutError"
+_COUNTED = {"stream", "display_data", "execute_result", "update_display_data", "clear_output"}
+
+
+def _mib(n: int) -> str:
+    return f"{n / 1024**2:.0f} MiB" if n else "the limit"
 
 
 class SandboxedExecute(Execute):
     timeout = Integer(30, help="wall-time limit per cell, seconds").tag(config=True)
     notebook_timeout = Integer(600, help="wall-time limit per notebook, seconds").tag(config=True)
     max_cell_output_bytes = Integer(100_000, help="output bytes kept per cell").tag(config=True)
+    max_notebook_output_bytes = Integer(1_000_000, help="output bytes kept per notebook").tag(
+        config=True)
     recover_grace = Float(3.0, help="seconds a timed-out kernel gets to answer").tag(config=True)
     sandbox = Bool(True, help="run the kernel in bubblewrap (False: plain kernel)").tag(
         config=True)
@@ -60,29 +71,63 @@ class SandboxedExecute(Execute):
         return budget if budget else super()._get_timeout(cell)
 
     # ---------------------------------------------------------------- outputs
-    def output(self, outs, msg, display_id, cell_index):
-        used = self._out_bytes.get(cell_index, 0)
-        cap = self.max_cell_output_bytes
+    def process_message(self, msg, cell, cell_index):
+        """Count every output-bearing message (streams, displays, display updates,
+        clear_output, widget messages) against the cell's and the notebook's output
+        budgets; past either, drop it (errors always pass: they decide points)."""
+        kind = msg["msg_type"]
+        if kind not in _COUNTED and not kind.startswith("comm") or kind == "error":
+            return super().process_message(msg, cell, cell_index)
         content = msg.get("content", {})
-        if msg["msg_type"] == "stream":
+        if kind == "stream":
             size = len(content.get("text", "").encode("utf-8", "replace"))
         else:
-            size = len(json.dumps(content.get("data", content), default=str))
-        if used + size > cap:
-            if used >= cap + 1:  # already truncated
-                return None
-            self._out_bytes[cell_index] = cap + 1
-            if msg["msg_type"] == "stream" and cap - used > 0:
-                msg = copy.deepcopy(msg)
-                msg["content"]["text"] = msg["content"]["text"][: cap - used]
-                super().output(outs, msg, display_id, cell_index)
-            # display_data, not a stream: stream coalescing and LimitOutput would cut it
-            note = new_output("display_data", data={
-                "text/plain": f"[output truncated: this cell produced more than {cap} bytes]"})
-            outs.append(note)
-            return note
-        self._out_bytes[cell_index] = used + size
-        return super().output(outs, msg, display_id, cell_index)
+            size = len(json.dumps(content, default=str)) + sum(
+                len(b) for b in msg.get("buffers") or [])
+        used = self._out_bytes.get(cell_index, 0)
+        room = min(self.max_cell_output_bytes - used,
+                   self.max_notebook_output_bytes - self._nb_out_bytes)
+        if size <= room:
+            self._out_bytes[cell_index] = used + size
+            self._nb_out_bytes += size
+            return super().process_message(msg, cell, cell_index)
+        if cell_index in self._truncated:
+            return None
+        self._truncated.add(cell_index)
+        if kind == "stream" and room > 0:
+            msg = copy.deepcopy(msg)
+            msg["content"]["text"] = msg["content"]["text"][:room]
+            super().process_message(msg, cell, cell_index)
+        self._out_bytes[cell_index] = used + max(room, 0)
+        self._nb_out_bytes += max(room, 0)
+        cell_room = self.max_cell_output_bytes - used
+        if cell_room <= self.max_notebook_output_bytes - self._nb_out_bytes:
+            what = (f"this cell produced more than {self.max_cell_output_bytes} bytes of "
+                    "output (the output budget per cell)")
+        else:
+            what = (f"this notebook produced more than {self.max_notebook_output_bytes} bytes "
+                    "of output (the output budget per notebook)")
+        # display_data, not a stream: stream coalescing and LimitOutput would cut it
+        note = new_output("display_data", data={"text/plain": f"[output truncated: {what}]"})
+        cell.outputs.append(note)
+        return note
+
+    def _name_budgets(self, cell) -> None:
+        """Say which budget a cell's error came from (memory, disk, file size)."""
+        seen = " ".join(f"{o.get('ename', '')}: {o.get('evalue', '')}" for o in cell.outputs
+                        if o.get("output_type") == "error")
+        km = self.km
+        notes = []
+        if "MemoryError" in seen:
+            notes.append(f"kernel memory ({_mib(getattr(km, 'memory_limit', 0))} address space)")
+        if "No space left on device" in seen:
+            notes.append(f"scratch disk ({_mib(getattr(km, 'scratch_size', 0))} working "
+                         f"folder, {_mib(getattr(km, 'tmp_size', 0))} /tmp)")
+        if "File too large" in seen:
+            notes.append(f"file size ({_mib(getattr(km, 'fsize_limit', 0))} per file)")
+        for what in notes:
+            cell.outputs.append(new_output("display_data", data={
+                "text/plain": f"[budget exceeded: {what}]"}))
 
     # ---------------------------------------------------------------- kernel
     def _start_kernel(self) -> None:
@@ -94,6 +139,8 @@ class SandboxedExecute(Execute):
         info = self.wait_for_reply(self.kc.kernel_info())
         if info is not None and "language_info" in info["content"]:
             self.nb.metadata["language_info"] = info["content"]["language_info"]
+        if hasattr(self.km, "mark_processes"):
+            self.km.mark_processes()
 
     def _stop_kernel(self) -> None:
         if self.km is None:
@@ -139,7 +186,8 @@ class SandboxedExecute(Execute):
         return self.notebook_timeout - (time.monotonic() - self._nb_start)
 
     def _restart_and_replay(self, upto: int) -> str | None:
-        """Fresh kernel, replay the clean cells before ``upto``. None, or why it failed."""
+        """Fresh kernel, replay the clean cells before ``upto``. None, or why it failed.
+        Replayed output does not count against the output budgets a second time."""
         self._stop_kernel()
         if not self.restart_on_failure:
             return "the kernel was lost"
@@ -147,6 +195,13 @@ class SandboxedExecute(Execute):
             self._start_kernel()
         except Exception as e:  # noqa: BLE001
             return f"the kernel could not be restarted ({type(e).__name__})"
+        spent = (dict(self._out_bytes), self._nb_out_bytes, set(self._truncated))
+        try:
+            return self._replay(upto)
+        finally:
+            self._out_bytes, self._nb_out_bytes, self._truncated = spent
+
+    def _replay(self, upto: int) -> str | None:
         for idx in self._ok_cells:
             if idx >= upto:
                 break
@@ -177,6 +232,8 @@ class SandboxedExecute(Execute):
         self._nb_start = time.monotonic()
         self._ok_cells: list[int] = []
         self._out_bytes: dict[int, int] = {}
+        self._nb_out_bytes = 0
+        self._truncated: set[int] = set()
         self._cell_budget = None
         broken: str | None = None
         try:
@@ -215,7 +272,13 @@ class SandboxedExecute(Execute):
                 outs = cell.get("outputs", [])
                 timed_out = any(o.get("output_type") == "error" and o.get("ename") == TIMEOUT_ENAME
                                 for o in outs)
-                if failure == "died":
+                exceeded = getattr(self.km, "exceeded", None)
+                if failure == "died" and exceeded:
+                    cell.outputs = outs + [self._error(
+                        "BudgetExceeded",
+                        f"the kernel was stopped while running this cell: it went over the "
+                        f"{exceeded} budget; the cells after it were run in a fresh kernel")]
+                elif failure == "died":
                     cell.outputs = outs + [self._error(
                         "KernelDied",
                         "the Python kernel died while running this cell (os._exit, exit(), a "
@@ -242,6 +305,7 @@ class SandboxedExecute(Execute):
                         "infinite loop, or code far slower than it needs to be"))
                     if failure in ("stuck", "forked") or not self._responsive(self.recover_grace):
                         failure = "stuck"
+                self._name_budgets(cell)
                 if failure:
                     why = self._restart_and_replay(index)
                     if why is not None:
