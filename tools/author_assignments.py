@@ -7,8 +7,11 @@ One source of truth: the code of every answer cell (with its ``### BEGIN/END SOL
 markers) lives in the registry module grader/exercises/aNN_<a>.py (``SOLUTIONS``), next
 to the reference, the cases and the catalogued mistakes; the prose, the written
 questions and the order of the parts live here. The committed notebook is exactly
-``build(a)`` (tests/test_exercises_registry.py checks it). After regenerating, run
-``python -m grader release`` to refresh the student versions in exercises/.
+``build(a)`` (tests/test_exercises_registry.py checks it). It also writes
+course_lib/data/checks/<a>.npz, the visible cases and expected outputs the notebook's
+self-check judges with (so course_lib needs nothing from the grader). After
+regenerating, run ``python -m grader release`` to refresh the student versions in
+exercises/.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from grader import exercises as reg
+from grader import judge
 
 REPO = Path(__file__).resolve().parent.parent
 LETTERS = "ABCDEFGH"
@@ -32,8 +36,12 @@ SELF_CHECK = (
     "step), so make it work for any shapes, not only the visible ones. Each function is "
     "graded on its own: use NumPy and the helpers already imported, not the course "
     "library's implementation of the thing you are asked to write (it is unavailable "
-    "while grading). Before submitting, restart the kernel and run all cells, then "
-    "self-check from a terminal: `python -m grader check {a}.ipynb`.")
+    "while grading). Your functions must not modify their inputs (arrays, dicts, lists): "
+    "the caller still needs them, and a function that changes one loses its points; work "
+    "on copies. Results are compared output by output with a tolerance scaled to each "
+    "output's size, so float32 or a different valid formula is fine. Before submitting, "
+    "restart the kernel and run all cells, then self-check from a terminal: "
+    "`python -m grader check {a}.ipynb`.")
 
 # ---------------------------------------------------------------------------- prose
 # per assignment: title, intro, then parts in order: ("fn", name, text) or
@@ -249,10 +257,12 @@ def _meta(grade_id, grade=False, solution=False, locked=False, points=None):
 
 
 def _test_source(assignment, name, points, what):
+    # the harness under a private name: a student's own `check` cannot shadow it
     return (f'"""{name} ({points} points): {what}."""\n'
-            f'check("{assignment}", "{name}", {name})\n'
+            "from course_lib.checks import check as _course_check\n\n"
+            f'_course_check("{assignment}", "{name}", {name})\n'
             "### BEGIN HIDDEN TESTS\n"
-            f'check("{assignment}", "{name}", {name}, hidden=True)\n'
+            f'_course_check("{assignment}", "{name}", {name}, hidden=True)\n'
             "### END HIDDEN TESTS")
 
 
@@ -285,7 +295,7 @@ def build(assignment: str) -> nbformat.NotebookNode:
             pts = "point" if spec.points == 1 else "points"
             cells.append(new_markdown_cell(
                 f"## Part {letter} ({spec.points} {pts}): `{name}`\n\n{text}\n\n"
-                f"Read: {spec.section}.", metadata=_meta(f"part_{name}", locked=True)))
+                f"Read: {spec.section.markdown()}.", metadata=_meta(f"part_{name}", locked=True)))
             cells.append(new_code_cell(module.SOLUTIONS[name].rstrip("\n"),
                                        metadata=_meta(name, solution=True)))
             cells.append(new_code_cell(_test_source(assignment, name, spec.points, spec.what),
@@ -314,10 +324,19 @@ def write(assignment: str) -> Path:
     return path
 
 
+def write_check_data(assignment: str) -> Path:
+    """course_lib/data/checks/<a>.npz: what the notebook's self-check judges with."""
+    path = REPO / "course_lib" / "data" / "checks" / f"{assignment}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(judge.expected_data(assignment))
+    return path
+
+
 def main(argv=None) -> int:
     names = (argv if argv is not None else sys.argv[1:]) or list(CONTENT)
     for a in names:
         print(write(a))
+        print(write_check_data(a))
     return 0
 
 

@@ -5,18 +5,16 @@ import numpy as np
 
 from course_lib import mlp
 
-from . import ExerciseSpec, MistakeEdit
+from . import ExerciseSpec, MistakeEdit, Read, prelude
 
 ASSIGNMENT = "01_backprop"
-PRELUDE = ("import numpy as np\n\n"
-           "from course_lib.activations import sigmoid\n"
-           "from course_lib.checks import check\n")
+PRELUDE = prelude("from course_lib.activations import sigmoid")
 
-S_NET = "Chapter 1, 'A sigmoid network with hidden layers' (01_backprop.html)"
-S_RULES = "Chapter 1, 'Gradients through layers: two rules cover almost everything' (01_backprop.html)"
-S_BACKWARD = "Chapter 1, 'Backward pass: the error signals' (01_backprop.html)"
-S_MOMENTUM = "Chapter 1, 'Gradient descent, SGD and momentum' (01_backprop.html)"
-S_SECOND = "Chapter 1, 'A second step: momentum at work' (01_backprop.html)"
+S_NET = Read("01_backprop", "ch1-mlp")
+S_RULES = Read("01_backprop", "ch1-layer-rules")
+S_BACKWARD = Read("01_backprop", "ch1-worked-example")
+S_MOMENTUM = Read("01_backprop", "ch1-sgd-momentum")
+S_SECOND = Read("01_backprop", "ch1-worked-example")
 
 SOLUTIONS = {
     "mlp_forward": '''def mlp_forward(weights, x):
@@ -100,6 +98,13 @@ MISTAKES = [
         "the gradient carries a minus sign (the update Delta w = -lr dE/dw then ADDS "
         "lr delta_j O_i).", S_BACKWARD,
         (("-np.outer(deltas[l], outputs[l])", "np.outer(deltas[l], outputs[l])"),)),
+    MistakeEdit(
+        "mlp_backward", "deltas returned as dE/dI (the opposite sign convention)",
+        "This function follows seed 004's convention delta = -dE/dI = (target - O) f'(I); "
+        "your deltas are dE/dI = (O - target) f'(I). Keep the gradients dE/dW as they are "
+        "and return the deltas with the source's sign.", S_BACKWARD,
+        (("(target - O_out) * O_out", "(O_out - target) * O_out"),
+         ("-np.outer(deltas[l], outputs[l])", "np.outer(deltas[l], outputs[l])"))),
     MistakeEdit(
         "mlp_backward", "sigmoid derivative evaluated at the output instead of the input",
         "f'(I) = f(I)(1 - f(I)) = O (1 - O): multiply by O (1 - O) itself, do not apply "
