@@ -200,6 +200,11 @@ def run_cases(fn, cases: list[dict], notes=()) -> bytes:
     """Call ``fn`` on each case (positionally, a fresh copy of the inputs each time) and
     return the record: what it returned or the exception it raised, and which inputs
     it modified, per case. ``notes`` (short strings) travel with the record."""
+    return encode(*run_cases_unencoded(fn, cases, notes))
+
+
+def run_cases_unencoded(fn, cases: list[dict], notes=()) -> tuple[dict, dict]:
+    """``run_cases`` before encoding: (meta, arrays), for trusted callers in-process."""
     arrays: dict = {}
     results = []
     for case in cases:
@@ -216,8 +221,8 @@ def run_cases(fn, cases: list[dict], notes=()) -> bytes:
         mutated = [c for name, arg in zip(case, args) for c in _changed(case[name], arg, name)]
         results.append({"status": "ok", "out": _output_struct(value, arrays),
                         "mutated": mutated[:20]})
-    return encode({"version": FORMAT_VERSION, "results": results,
-                   "notes": [str(n)[:500] for n in notes][:MAX_NOTES]}, arrays)
+    return ({"version": FORMAT_VERSION, "results": results,
+             "notes": [str(n)[:500] for n in notes][:MAX_NOTES]}, arrays)
 
 
 # ---------------------------------------------------------------------------- test cells

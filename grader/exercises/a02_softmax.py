@@ -182,7 +182,8 @@ def ce_hidden(rng):
         cases.append({"v": _logits(rng, n, c, scale), "targets": rng.integers(0, c, n)})
     # a correct class 1000 below the best logit: its probability underflows to 0
     extreme = cases[-1]
-    extreme["v"][0, extreme["targets"][0]] = extreme["v"][0].max() - 1000.0
+    row, target = extreme["v"][0], extreme["targets"][0]
+    row[target] = np.delete(row, target).max() - 1000.0
     return cases
 
 
