@@ -135,7 +135,7 @@ class Read:
     @property
     def url(self) -> str:
         base = course_url()
-        return f"{base + '/' if base else ''}{self.page}.html#{self.label}"
+        return f"{base + '/' if base else ''}book/{self.page}.html#{self.label}"
 
     def __str__(self) -> str:
         return f"Chapter {int(self.page[:2])}, \"{plain(heading(self.page, self.label))}\": {self.url}"

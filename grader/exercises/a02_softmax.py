@@ -154,7 +154,7 @@ def _logits(rng, n, c, scale=2.0):
 
 
 def softmax_visible():
-    # seed 000's outputs y = [0.8, 0.2] come from logits [log 4, 0]
+    # the BPTT tutorial's outputs y = [0.8, 0.2] come from logits [log 4, 0]
     return [{"v": np.array([[np.log(4.0), 0.0], [1000.0, 1000.0], [-1e4, 0.0]])},
             {"v": np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])}]
 
@@ -168,7 +168,7 @@ def softmax_hidden(rng):
 
 def ce_visible():
     return [
-        # seed 000: y = [0.8, 0.2], class 0 (the source's "class 1") -> dv = [-0.2, 0.2]
+        # the BPTT tutorial: y = [0.8, 0.2], class 0 (the source's "class 1") -> dv = [-0.2, 0.2]
         {"v": np.array([[np.log(4.0), 0.0]]), "targets": np.array([0])},
         {"v": np.array([[np.log(4.0), 0.0], [0.0, 0.0], [1000.0, 0.0]]),
          "targets": np.array([0, 1, 1])},
@@ -206,12 +206,12 @@ def sb_hidden(rng):
 
 EXERCISES_SPEC = [
     ExerciseSpec("softmax", 2, softmax, softmax_visible, softmax_hidden, S_STABLE,
-                 "rows sum to one; seed 000's [0.8, 0.2]; logits of 1000 stay finite",
+                 "rows sum to one; the BPTT tutorial's [0.8, 0.2]; logits of 1000 stay finite",
                  dims=batch_dims),
     ExerciseSpec("cross_entropy", 3, cross_entropy, ce_visible, ce_hidden, S_CE,
-                 "loss and dv; seed 000's example gives dv = [-0.2, 0.2]",
+                 "loss and dv; the BPTT tutorial's example gives dv = [-0.2, 0.2]",
                  output_names=("loss", "dv"), dims=batch_dims),
     ExerciseSpec("softmax_backward", 2, softmax_backward, sb_visible, sb_hidden, S_JACOBIAN,
-                 "J^T dy_hat row by row; the seed 000 example again gives [-0.2, 0.2]",
+                 "J^T dy_hat row by row; the BPTT tutorial's example again gives [-0.2, 0.2]",
                  dims=batch_dims),
 ]

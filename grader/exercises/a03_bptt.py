@@ -97,7 +97,7 @@ SOLUTIONS = {
     ### END SOLUTION
 ''',
     "relu_rnn_example": '''def relu_rnn_example(u, v, w, ys):
-    """Seed 001's scalar ReLU RNN: forward pass, loss and dL/du, dL/dv, dL/dw.
+    """The ReLU exercise's scalar ReLU RNN: forward pass, loss and dL/du, dL/dv, dL/dw.
 
     h_0 = 0;  h_t = relu(w h_{t-1} + v y_{t-1});  y_hat_t = u h_t   for t = 1..T,
     L = (1/T) sum_t (y_hat_t - y_t)^2  (MSE: the mean over the T predictions).
@@ -192,7 +192,7 @@ MISTAKES = [
     MistakeEdit(
         "relu_rnn_example", "dL/dv computed without backpropagation through time",
         "v enters every h_t, and h_t feeds h_{t+1}: dL/dv needs the same recursion as "
-        "dL/dw (seed 001 claims otherwise; it is wrong).", S_RELU,
+        "dL/dw (the ReLU exercise claims otherwise; it is wrong).", S_RELU,
         (("dv += da * ys[t - 1]", "dv += dy_hat[t - 1] * u * (a[t] > 0) * ys[t - 1]"),)),
     MistakeEdit(
         "relu_rnn_example", "ReLU derivative treated as 1 everywhere",
@@ -315,7 +315,7 @@ def bptt_hidden(rng):
 
 
 def relu_visible():
-    """Seed 001's example (all weights 0.5, y = 0, 1, -1, 2) and a variant in which
+    """The ReLU exercise's example (all weights 0.5, y = 0, 1, -1, 2) and a variant in which
     every step is active."""
     return [{"u": 0.5, "v": 0.5, "w": 0.5, "ys": np.array([0.0, 1.0, -1.0, 2.0])},
             {"u": 0.5, "v": 0.5, "w": 0.5, "ys": np.array([1.0, 2.0, 1.0, 2.0])}]
@@ -346,5 +346,5 @@ EXERCISES_SPEC = [
                  "loss and all gradients, many-to-many and many-to-one",
                  output_names=("loss", "grads"), dims=seq_dims),
     ExerciseSpec("relu_rnn_example", 2, relu_rnn_example, relu_visible, relu_hidden, S_RELU,
-                 "seed 001's ReLU RNN: h, y_hat, losses and du, dv, dw", dims=relu_dims),
+                 "the ReLU exercise's ReLU RNN: h, y_hat, losses and du, dv, dw", dims=relu_dims),
 ]
