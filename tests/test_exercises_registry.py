@@ -152,3 +152,18 @@ def test_notebooks_are_generated():
         assert [(c["cell_type"], "".join(c["source"]), c["metadata"]) for c in fresh["cells"]] == \
             [(c["cell_type"], "".join(c["source"]), c["metadata"]) for c in committed["cells"]], \
             f"solutions/{a} is stale: run python -m tools.author_assignments"
+
+
+@pytest.mark.parametrize("key", KEYS, ids=["/".join(k) for k in KEYS])
+def test_notebook_self_check_data_is_current(key, monkeypatch):
+    """The notebook's own check (course_lib/data/checks, no grader) says exactly what the
+    grader's judge says on the visible cases, for the reference and every mistake. If
+    this fails: python -m tools.author_assignments."""
+    monkeypatch.delenv("COURSE_CHECKS_DATA", raising=False)
+    a, name = key
+    ex = reg.EXERCISES[key]
+    cases = judge.cases_for(ex, False)
+    for fn in [ex.reference, *(m.fn for m in ex.mistakes)]:
+        here = judging.self_check(a, name, fn)
+        grader_says = judge.judge_fn(ex, cases, fn)
+        assert (here.passed, here.message) == (grader_says.passed, grader_says.message)

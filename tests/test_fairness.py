@@ -26,6 +26,7 @@ from alternatives import ALTERNATIVES  # noqa: E402
 STUDENTS = [f"student{i:03d}" for i in range(100)]
 MARGIN = 100.0
 KEYS = sorted(reg.EXERCISES)
+REPO = Path(__file__).resolve().parent.parent
 
 
 def honest(key):
@@ -104,3 +105,14 @@ def test_a_real_student_style_float32_answer_gets_full_marks_through_the_judge()
         cases = judge.cases_for(ex, True, seed=judge.hidden_seed(who, "03_bptt", "s"))
         v = judge.judge_fn(ex, cases, fn, hidden=True)
         assert v.passed, v.message
+
+
+def test_the_regrade_fingerprint_covers_the_judge_and_the_pointers():
+    """Changing the tolerance, the diagnosis, the registry or a book heading regrades."""
+    from grader import pipeline
+
+    files = {p.resolve() for p in pipeline.fingerprint_files(REPO, "03_bptt")}
+    for rel in ("course_lib/judging.py", "course_lib/checks.py", "grader/judge.py",
+                "grader/cells.py", "grader/exercises/__init__.py",
+                "grader/exercises/a03_bptt.py", "book/03_bptt.md", "_config.yml"):
+        assert (REPO / rel).resolve() in files, rel

@@ -163,10 +163,14 @@ def test_scalars_are_printed_as_numbers_and_hidden_cases_show_no_values():
     visible = judge.judge_fn(ex, judge.cases_for(ex, False), loss_off)
     assert "loss is" in visible.message and "expected" in visible.message
     assert "shape (1,)" not in visible.message and "(1,)" not in visible.message
-    hidden = judge.judge_fn(ex, judge.cases_for(ex, True, seed=3), loss_off, hidden=True)
+    cases = judge.cases_for(ex, True, seed=3)
+    hidden = judge.judge_fn(ex, cases, loss_off, hidden=True)
     assert "a hidden case (N=" in hidden.message and "hidden hidden" not in hidden.message
-    assert "expected" not in hidden.message.split("Read:")[0].split(":", 2)[-1] or \
-        "is wrong (a number)" in hidden.message
+    assert "loss is wrong (a number): off by" in hidden.message
+    expected = judge.references(ex, cases)
+    for ref in expected:  # no expected value of a hidden case is printed
+        loss = ref[1][1][0][1]
+        assert f"{float(loss):.4g}" not in hidden.message
 
 
 def test_a_guess_from_the_numbers_says_so(reg):
