@@ -422,23 +422,31 @@ def _subtree(tree, path):
     return tree
 
 
-def match_candidate(cand: Candidate, refs, results, wrong, rtol, atol, noise) -> str | None:
-    """"sure" if the candidate's outputs equal the student's on every case, "likely" if
-    they equal every wrong output (where the candidate is wrong too), else None."""
+def match_candidate(cand: Candidate, refs, results, wrong, rtol, atol, noise):
+    """(level, explained paths): "sure" if the candidate's outputs equal the student's
+    on every case; "likely" if they equal every wrong output (where the candidate is
+    wrong too); "guess" if they equal some of the wrong outputs; else (None, [])."""
     outs = cand.outputs
     if any(o[0] != "ok" for o in outs):
-        return None
+        return None, []
     if all(not mismatches(o[1], res[1], rtol, atol, (), z)
            for o, res, z in zip(outs, results, noise)):
-        return "sure"
+        return "sure", list(wrong)
+    explained = []
     for path, where in wrong.items():
+        ok = True
         for i, _ in where:
             c, s = _subtree(outs[i][1], path), _subtree(results[i][1], path)
             z = _subtree(noise[i], path) if noise[i] is not None else None
             if c is None or s is None or mismatches(c, s, rtol, atol, (), z) \
                     or not mismatches(_subtree(refs[i][1], path), c, rtol, atol, (), z):
-                return None
-    return "likely"
+                ok = False
+                break
+        if ok:
+            explained.append(path)
+    if not explained:
+        return None, []
+    return ("likely" if len(explained) == len(wrong) else "guess"), explained
 
 
 def describe_case(case: dict, dims: dict, hidden: bool) -> str:
@@ -533,13 +541,13 @@ def judge(spec: Spec, cases: list[dict], dims: list[dict], refs: list, results: 
                            details={"inputs": names})
         return Verdict(True, f"{name}: passed ({n} {which} case{'s' if n != 1 else ''}).{note}",
                        name, details={"notes": list(notes)})
-    best = None
+    best, rank = None, {"sure": 3, "likely": 2, "guess": 1}
     for cand in cands_v:
-        level = match_candidate(cand, refs_v, results_v, wrong, spec.rtol, spec.atol, noise)
-        if level == "sure" or (level and best is None):
-            best = (cand, level)
-            if level == "sure":
-                break
+        level, explained = match_candidate(cand, refs_v, results_v, wrong, spec.rtol,
+                                           spec.atol, noise)
+        if level and (best is None or (rank[level], len(explained))
+                      > (rank[best[1]], len(best[2]))):
+            best = (cand, level, explained)
     first_path, where_list = next(iter(wrong.items()))
     i, m = where_list[0]
     head = (f"{name} is wrong on {_which(i, n, cases[i], dims[i], hidden)}: "
@@ -547,15 +555,22 @@ def judge(spec: Spec, cases: list[dict], dims: list[dict], refs: list, results: 
     if mutated:
         note = f" It also changed its input {', '.join(mutated[1])}: work on a copy.{note}"
     if best:
-        cand, level = best
+        cand, level, explained = best
         if level == "sure":
             return Verdict(False, f"{name} is wrong. Looks like: {cand.name}. {cand.explanation} "
                            f"Read: {cand.read}{note}", name, mistake=cand.name, kind="mistake",
                            confidence="sure")
-        outs = ", ".join(label(p, spec.output_names) for p in wrong)
-        return Verdict(False, f"{head} Probably: {cand.name} (your wrong outputs, {outs}, have "
-                       f"exactly that mistake's values). {cand.explanation} Read: {cand.read}{note}",
-                       name, mistake=cand.name, kind="mistake", confidence="likely")
+        outs = ", ".join(label(p, spec.output_names) for p in explained)
+        if level == "likely":
+            return Verdict(False, f"{head} Probably: {cand.name} (your wrong outputs, {outs}, "
+                           f"have exactly that mistake's values). {cand.explanation} "
+                           f"Read: {cand.read}{note}", name, mistake=cand.name, kind="mistake",
+                           confidence="likely")
+        others = ", ".join(label(p, spec.output_names) for p in wrong if p not in explained)
+        return Verdict(False, f"{head} Possibly: {cand.name} ({outs} has exactly that "
+                       f"mistake's values; {others} is wrong as well; a guess from the "
+                       f"values). {cand.explanation} Read: {cand.read}{note}", name,
+                       mistake=cand.name, kind="mistake", confidence="guess")
     guesses = []
     for path, where in wrong.items():
         common = None
