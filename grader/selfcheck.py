@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -109,8 +110,10 @@ def run(notebook: str | os.PathLike, timeout: int = 120, out=sys.stdout) -> int:
             # ipc sockets: local only, and no "running over TCP" warning from the kernel
             km = AsyncKernelManager(kernel_name="python3", transport="ipc",
                                     ip=os.path.join(tmp, "kernel"))
+            # the kernel's own log lines ("Parent appears to have exited") are noise here
             NotebookClient(nb, km=km, timeout=timeout, allow_errors=True,
-                           resources={"metadata": {"path": str(path.parent.resolve())}}).execute()
+                           resources={"metadata": {"path": str(path.parent.resolve())}}
+                           ).execute(stderr=subprocess.DEVNULL)
             verdicts = cells.decide(nb, info, exercises, hidden=False)
         finally:
             for k in info["env"]:

@@ -167,3 +167,17 @@ def test_notebook_self_check_data_is_current(key, monkeypatch):
         here = judging.self_check(a, name, fn)
         grader_says = judge.judge_fn(ex, cases, fn)
         assert (here.passed, here.message) == (grader_says.passed, grader_says.message)
+
+
+def test_a_notebook_without_course_lib_says_how_to_get_it():
+    """Opened outside the repository: the first cell explains the install, no ImportError."""
+    import subprocess
+    import sys
+
+    prelude = reg.MODULES["03_bptt"].PRELUDE
+    code = ("import sys\nsys.modules['course_lib'] = None  # not installed\n"
+            f"exec({prelude!r})\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "pip install" in proc.stderr and "bptt-course[student]" in proc.stderr
+    assert "ImportError" not in proc.stderr and "Traceback" not in proc.stderr
