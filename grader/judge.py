@@ -135,14 +135,18 @@ def hidden_seed(student: str, assignment: str, salt: str) -> int:
 
 def cases_for(exercise, hidden: bool, seed: int = 0) -> list[dict]:
     """The visible cases, or a student's hidden ones; each dict in the order of the
-    reference's parameters (the harness calls positionally)."""
+    reference's parameters (the harness calls positionally). A case gives the leading
+    parameters; the ones it leaves out must have defaults."""
     drawn = (exercise.visible_cases() if not hidden
              else exercise.hidden_cases(np.random.default_rng(seed)))
-    order = list(inspect.signature(exercise.reference).parameters)
+    params = list(inspect.signature(exercise.reference).parameters.values())
     cases = []
     for case in drawn:
-        if set(case) != set(order):
-            raise ValueError(f"a case of {exercise.name} has inputs {sorted(case)}, its "
-                             f"reference takes {order}")
-        cases.append({k: case[k] for k in order})
+        leading = [p.name for p in params[:len(case)]]
+        if set(case) != set(leading) or any(
+                p.default is inspect.Parameter.empty for p in params[len(case):]
+                if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)):
+            raise ValueError(f"a case of {exercise.name} has inputs {sorted(case)}; its "
+                             f"reference takes {[p.name for p in params]}")
+        cases.append({k: case[k] for k in leading})
     return cases
