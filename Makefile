@@ -7,7 +7,7 @@ PY_STAMP := $(VENV)/.installed
 SYS_STAMP := $(VENV)/.system-installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: book serve test grade bench clean
+.PHONY: book serve test grade bench clean student
 
 $(PY_STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -24,6 +24,13 @@ $(SYS_STAMP): | $(PY_STAMP)
 	  $(SUDO) apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium bubblewrap util-linux; }
 	touch $@
+
+# What a student needs for the exercises, nothing else: NumPy, matplotlib, JupyterLab,
+# course_lib and the self-check (`python -m grader check NOTEBOOK`).
+student:
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[student]'
+	@echo "Start JupyterLab with: $(VENV)/bin/jupyter lab exercises/"
 
 book: $(PY_STAMP)
 	$(PY) -m tools.build_book

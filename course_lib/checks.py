@@ -1,25 +1,35 @@
-"""`check`: the one function every test cell of an assignment calls.
+"""The test-cell harness: runs a student's function on an exercise's cases.
 
-    check("03_bptt", "rnn_step_backward", rnn_step_backward)              # visible cases
-    check("03_bptt", "rnn_step_backward", rnn_step_backward, hidden=True) # hidden cases
+Every locked test cell of an assignment does::
+
+    from course_lib.checks import check as _course_check   # private name: a student's
+    _course_check("03_bptt", "rnn_bptt", rnn_bptt)         # own `check` cannot clash
 
 Two modes, chosen by the environment:
 
 * Student mode (``COURSE_RECORD_DIR`` unset): the function runs on the exercise's
-  cases, the outputs are judged right here by ``grader.judge`` (the same code the
-  grader uses) and the cell prints a pass line or raises ``AssertionError`` with a
-  diagnosis ("looks like: a missing transpose ... Read: Chapter 3, ...").
+  visible cases and is judged right here by ``course_lib.judging`` against the
+  expected outputs stored in ``course_lib/data/checks/<assignment>.npz`` (written by
+  ``tools/author_assignments.py`` from the grader's registry): the cell prints a pass
+  line or raises ``AssertionError`` naming what is wrong and where to read. The student
+  library needs nothing from the ``grader`` package.
 * Grading mode (``COURSE_RECORD_DIR`` set by the grader): the case inputs are read
-  from ``COURSE_CASES_DIR``, the function runs on them and its outputs are saved as a
-  record file in ``COURSE_RECORD_DIR``. Nothing is decided here: the grader compares
-  the record with reference values in its own process after the notebook has run and
-  rewrites the cell's output. Until it does, the cell carries a stderr line, so a
-  notebook graded without that verdict step scores 0 (fail closed).
+  from ``COURSE_CASES_DIR``, the function runs on them and what it returned is saved
+  as a record. Nothing is decided in the kernel: the grader judges the record in its
+  own process. Only a locked test cell records: before running the notebook the
+  grader puts one line, ``enter_test_cell(<token>)``, at the top of every test cell,
+  with a fresh random token per cell; a record is written only by a check call in the
+  cell that carries the token, once (first write wins), under that token's name. A
+  ``check(...)`` in a scratch cell records nothing.
+
+Calls are positional, in the order of the exercise's parameters, so a correct
+``softmax(logits)`` works whatever its parameter is called. Each call gets a fresh
+copy of the inputs and the harness compares them afterwards with the originals: an
+input the function changed is named in the record (the judge then fails it).
 
 This module is also the wire format between the grader and the kernel (``encode`` /
 ``decode``: ``.npz`` files of float/int arrays plus one JSON string, never pickles),
-so it imports nothing but NumPy and the standard library: in the grading sandbox the
-kernel cannot see the ``grader`` package.
+so it imports nothing but NumPy and the standard library.
 """
 from __future__ import annotations
 
@@ -33,24 +43,26 @@ import warnings
 
 import numpy as np
 
-__all__ = ["check", "encode", "decode", "run_cases", "record_name", "cases_name"]
+__all__ = ["check", "encode", "decode", "run_cases", "record_name", "cases_name",
+           "enter_test_cell"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 RECORD_MAX_BYTES = 64 * 1024 * 1024
+MAX_NOTES = 4
 
 
-def record_name(assignment: str, name: str, hidden: bool) -> str:
-    """File name of the record of one check call (the grader looks for exactly this)."""
-    return f"{assignment}__{name}__{'hidden' if hidden else 'visible'}.npz"
+def record_name(token: str, hidden: bool) -> str:
+    """File name of the record one test cell writes (the grader looks for exactly this)."""
+    return f"{token}__{'hidden' if hidden else 'visible'}.npz"
 
 
 def cases_name(assignment: str, name: str, hidden: bool) -> str:
-    """File name of the case inputs the grader writes for one check call."""
+    """File name of the case inputs the grader writes for one exercise."""
     return f"{assignment}__{name}__{'hidden' if hidden else 'visible'}.cases.npz"
 
 
 # ---------------------------------------------------------------------------- encoding
-def _encode_value(value, arrays: dict, prefix: str):
+def _encode_value(value, arrays: dict):
     """JSON-able description of a case input, arrays moved into ``arrays``."""
     if isinstance(value, np.ndarray):
         key = f"a{len(arrays)}"
@@ -66,10 +78,9 @@ def _encode_value(value, arrays: dict, prefix: str):
         return {"k": "json", "v": value}
     if isinstance(value, dict):
         return {"k": "dict", "keys": [str(k) for k in value],
-                "items": [_encode_value(v, arrays, prefix) for v in value.values()]}
+                "items": [_encode_value(v, arrays) for v in value.values()]}
     if isinstance(value, (tuple, list)):
-        return {"k": type(value).__name__,
-                "items": [_encode_value(v, arrays, prefix) for v in value]}
+        return {"k": type(value).__name__, "items": [_encode_value(v, arrays) for v in value]}
     raise TypeError(f"cannot encode a case value of type {type(value).__name__}")
 
 
@@ -108,15 +119,24 @@ def decode(data: bytes) -> tuple[dict, dict]:
     return meta, arrays
 
 
-def encode_cases(cases: list[dict]) -> bytes:
+def encode_values(values: list) -> tuple[list, dict]:
+    """(descriptions, arrays) of a list of case-like values (dicts, arrays, numbers)."""
     arrays: dict = {}
-    described = [_encode_value(dict(case), arrays, f"c{i}") for i, case in enumerate(cases)]
+    return [_encode_value(v, arrays) for v in values], arrays
+
+
+def decode_values(described: list, arrays: dict) -> list:
+    return [_decode_value(d, arrays) for d in described]
+
+
+def encode_cases(cases: list[dict]) -> bytes:
+    described, arrays = encode_values([dict(case) for case in cases])
     return encode({"version": FORMAT_VERSION, "cases": described}, arrays)
 
 
 def decode_cases(data: bytes) -> list[dict]:
     meta, arrays = decode(data)
-    return [_decode_value(d, arrays) for d in meta["cases"]]
+    return decode_values(meta["cases"], arrays)
 
 
 # ---------------------------------------------------------------------------- outputs
@@ -156,38 +176,111 @@ def _describe_exception(exc: BaseException) -> str:
     return text if len(text) <= 2000 else text[:2000] + " ..."
 
 
-def run_cases(fn, cases: list[dict]) -> bytes:
-    """Call ``fn(**case)`` on each case (a fresh copy of the inputs each time) and
-    return the record: what it returned, or the exception it raised, per case."""
+def _changed(before, after, label: str) -> list[str]:
+    """Labels of the arrays inside ``before`` whose values ``after`` no longer has."""
+    if isinstance(before, np.ndarray):
+        same = (isinstance(after, np.ndarray) and after.shape == before.shape
+                and np.array_equal(before, after, equal_nan=before.dtype.kind == "f"))
+        return [] if same else [label]
+    if isinstance(before, dict) and isinstance(after, dict):
+        out = [] if set(before) == set(after) else [label]
+        for k in before:
+            if k in after:
+                out += _changed(before[k], after[k], f"{label}[{k!r}]")
+        return out
+    if isinstance(before, list) and isinstance(after, list):
+        if len(before) != len(after):
+            return [label]
+        return [c for i, (b, a) in enumerate(zip(before, after))
+                for c in _changed(b, a, f"{label}[{i}]")]
+    return []
+
+
+def run_cases(fn, cases: list[dict], notes=()) -> bytes:
+    """Call ``fn`` on each case (positionally, a fresh copy of the inputs each time) and
+    return the record: what it returned or the exception it raised, and which inputs
+    it modified, per case. ``notes`` (short strings) travel with the record."""
+    return encode(*run_cases_unencoded(fn, cases, notes))
+
+
+def run_cases_unencoded(fn, cases: list[dict], notes=()) -> tuple[dict, dict]:
+    """``run_cases`` before encoding: (meta, arrays), for trusted callers in-process."""
     arrays: dict = {}
     results = []
     for case in cases:
-        kwargs = copy.deepcopy(case)
+        args = copy.deepcopy(list(case.values()))
         try:
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 # a RuntimeWarning on stderr would make nbgrader fail a passing cell
                 warnings.simplefilter("ignore")
-                value = fn(**kwargs)
+                value = fn(*args)
         except Exception as exc:  # noqa: BLE001 - the judge reports it
             results.append({"status": "raised", "error": _describe_exception(exc),
                             "not_implemented": isinstance(exc, NotImplementedError)})
             continue
-        results.append({"status": "ok", "out": _output_struct(value, arrays)})
-    return encode({"version": FORMAT_VERSION, "results": results}, arrays)
+        mutated = [c for name, arg in zip(case, args) for c in _changed(case[name], arg, name)]
+        results.append({"status": "ok", "out": _output_struct(value, arrays),
+                        "mutated": mutated[:20]})
+    return ({"version": FORMAT_VERSION, "results": results,
+             "notes": [str(n)[:500] for n in notes][:MAX_NOTES]}, arrays)
 
 
-# ---------------------------------------------------------------------------- check
-def _grading_mode(assignment: str, name: str, fn, hidden: bool) -> None:
-    record_dir = os.environ["COURSE_RECORD_DIR"]
+# ---------------------------------------------------------------------------- test cells
+_cell = {"token": None, "count": None}
+
+
+def _execution_count():
+    """The running IPython cell's number, or None outside IPython."""
+    shell = sys.modules.get("IPython") and getattr(sys.modules["IPython"], "get_ipython",
+                                                  lambda: None)()
+    return getattr(shell, "execution_count", None) if shell is not None else None
+
+
+def enter_test_cell(token: str) -> None:
+    """Called by the line the grader puts at the top of each locked test cell."""
+    _cell["token"], _cell["count"] = str(token), _execution_count()
+
+
+def _current_token():
+    if _cell["token"] is None or _cell["count"] != _execution_count():
+        return None  # not inside the test cell that carries a token
+    return _cell["token"]
+
+
+def _clash_notes(caller_globals: dict) -> list[str]:
+    """A student's own ``check`` shadows the harness in their notebook: say so."""
+    theirs = caller_globals.get("check")
+    if theirs is None or theirs is check:
+        return []
+    return ["Note: your notebook defines its own `check` "
+            f"({type(theirs).__name__}), which hides the course's `check` from "
+            "course_lib.checks. The test cells call the course's harness under a private "
+            "name, so this did not change your result; rename yours (e.g. `my_check`) to "
+            "avoid confusion."]
+
+
+def _write_once(path: str, data: bytes) -> bool:
+    """Fill the empty record file the grader created at ``path``, unless it was filled
+    already. Written in place, never created: in the sandbox the record folder is
+    read-only and these files are the only writable ones; a link is never followed."""
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "wb") as fh:
+        if os.fstat(fd).st_size:
+            return False
+        fh.write(data)
+    return True
+
+
+def _grading_mode(assignment: str, name: str, fn, hidden: bool, notes) -> None:
+    token = _current_token()
+    if token is None:
+        print(f"(check of {name} outside its test cell: not recorded while grading)")
+        return
     cases_dir = os.environ.get("COURSE_CASES_DIR", "")
     with open(os.path.join(cases_dir, cases_name(assignment, name, hidden)), "rb") as fh:
         cases = decode_cases(fh.read())
-    data = run_cases(fn, cases)
-    # written in place: the grader created this file, and in the sandbox it is the only
-    # writable one in a read-only folder
-    path = os.path.join(record_dir, record_name(assignment, name, hidden))
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_TRUNC), "wb") as fh:
-        fh.write(data)
+    data = run_cases(fn, cases, notes)
+    _write_once(os.path.join(os.environ["COURSE_RECORD_DIR"], record_name(token, hidden)), data)
     # Not a verdict: the grader replaces this cell's outputs. If it never does (the
     # grading configuration was not loaded), this stderr line scores the cell 0.
     print(f"{name}: outputs recorded; the grader decides.", file=sys.stderr)
@@ -201,17 +294,20 @@ def check(assignment: str, name: str, fn, hidden: bool = False) -> None:
     first wrong output with its shape and error size) and which section to read.
     Grading mode: see the module docstring.
     """
+    notes = _clash_notes(sys._getframe(1).f_globals)
     if os.environ.get("COURSE_RECORD_DIR"):
-        _grading_mode(assignment, name, fn, hidden)
+        _grading_mode(assignment, name, fn, hidden, notes)
         return
     if os.environ.get("NBGRADER_EXECUTION") == "autograde":
         # autograde without the grader's verdict step: never decide in the kernel
         raise AssertionError(
             "this notebook is being autograded without the course's grading "
             "configuration (nbgrader_config.py at the course root): no verdict")
-    from grader import judge  # student mode only: the grader package is not in the sandbox
+    if hidden:
+        raise AssertionError("hidden cases are drawn and judged by the grader only")
+    from . import judging
 
-    verdict = judge.self_check(assignment, name, fn, hidden=hidden)
+    verdict = judging.self_check(assignment, name, fn, notes)
     if not verdict.passed:
         raise AssertionError(verdict.message)
     print(verdict.message)

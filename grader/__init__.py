@@ -1,12 +1,14 @@
 """The course's grading tool: ``python -m grader {check,grade,release}``.
 
-judge.py      compares a student's outputs with the reference, names catalogued mistakes
-verdict.py    nbgrader preprocessors around Execute: PrepareCases (cases in), Verdict (decide)
+judge.py      the expected outputs (reference, float32 probe, catalogued mistakes) per case;
+              the comparison and tolerance model are course_lib.judging's
+cells.py      a notebook's test cells before and after it runs: cases in, records judged
+verdict.py    nbgrader preprocessors around Execute: PrepareCases, Verdict (cells.py)
 pipeline.py   `grade`: zip_collect, gradebook sync, parallel incremental autograde + feedback
 report.py     grader/grades.csv and grader/report/index.html
-selfcheck.py  `check`: a student's self-check of one notebook (exit 1 on failure)
+selfcheck.py  `check`: a student's self-check of one notebook, on the grader's path
 release.py    `release`: exercises/ from solutions/ (nbgrader generate_assignment)
 synthetic.py  synthetic submissions for the tests and bench/grade.py
-registry.py   where the exercises come from (grader/exercises, H5)
+registry.py   where the exercises come from (grader/exercises)
 exercises/    the exercise registry and mistake catalogue;  sandbox/  the bubblewrap kernel
 """

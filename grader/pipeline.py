@@ -99,17 +99,26 @@ def _module_files(name: str) -> list[Path]:
     return sorted(f.parent.rglob("*.py")) if f.name == "__init__.py" else [f]
 
 
-def fingerprint(root: Path, assignment: str) -> str:
-    """Everything besides the submission that decides a grade."""
-    from .judge import grading_salt
-
-    h = hashlib.sha256()
+def fingerprint_files(root: Path, assignment: str) -> list[Path]:
+    """The files a grade or its feedback depends on besides the submission: grader code,
+    the registry, course_lib (the judge and its tolerance live in course_lib.judging),
+    and the book's headings and address (the feedback's "Read:" links)."""
     files = [root / "nbgrader_config.py", root / "solutions" / assignment / f"{assignment}.ipynb"]
     files += sorted(Path(__file__).parent.glob("*.py"))
     files += sorted((Path(__file__).parent / "sandbox").glob("*.py"))
     files += _module_files(registry.module_name())
     files += _module_files("course_lib")
-    for f in files:
+    repo = Path(__file__).resolve().parent.parent
+    files += [repo / "_config.yml", *sorted((repo / "book").glob("*.md"))]
+    return files
+
+
+def fingerprint(root: Path, assignment: str) -> str:
+    """Everything besides the submission that decides a grade."""
+    from .judge import grading_salt
+
+    h = hashlib.sha256()
+    for f in fingerprint_files(root, assignment):
         if f.is_file():
             h.update(str(f.name).encode() + b"\0" + f.read_bytes() + b"\0")
     h.update(grading_salt(root).encode())

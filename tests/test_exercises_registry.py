@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from course_lib import checks
+from course_lib import checks, judging
 from grader import exercises as reg
 from grader import judge
 
@@ -35,7 +35,7 @@ def _case_sets(ex):
 
 def _same(ex, a, b) -> bool:
     return all(x[0] == "ok" and y[0] == "ok" and
-               judge.compare(x[1], y[1], ex.rtol, ex.atol) is None for x, y in zip(a, b))
+               not judging.mismatches(x[1], y[1], ex.rtol, ex.atol) for x, y in zip(a, b))
 
 
 @pytest.mark.parametrize("key", KEYS, ids=["/".join(k) for k in KEYS])
@@ -51,10 +51,10 @@ def test_reference_passes_its_cases(key):
 def test_mistakes_differ_and_are_named(key):
     ex = reg.EXERCISES[key]
     for label, hidden, cases in _case_sets(ex):
-        ref = judge.outputs_of(ex.reference, cases)
+        ref = judging.outputs_of(ex.reference, cases)
         outs = {}
         for m in ex.mistakes:
-            out = judge.outputs_of(m.fn, cases)
+            out = judging.outputs_of(m.fn, cases)
             assert all(o[0] == "ok" for o in out), f"{m.name} raises on {label}"
             assert not _same(ex, out, ref), f"{m.name!r} equals the reference on {label}"
             outs[m.name] = out
@@ -93,7 +93,7 @@ def test_notebook_cells_follow_the_protocol(assignment):
     cells = nb["cells"]
     first_code = next(c for c in cells if c["cell_type"] == "code")
     src = "".join(first_code["source"])
-    assert "import numpy as np" in src and "from course_lib.checks import check" in src
+    assert "import numpy as np" in src and "import course_lib" in src
     names = {n for a, n in reg.EXERCISES if a == assignment}
     tests = {}
     manual = 0
@@ -111,8 +111,10 @@ def test_notebook_cells_follow_the_protocol(assignment):
         if c["cell_type"] == "code" and m.get("grade") and not m.get("solution"):
             name = m["grade_id"][len("test_"):]
             assert m["locked"] and m["points"] == reg.EXERCISES[(assignment, name)].points
-            assert f'check("{assignment}", "{name}", {name})' in source
-            assert f'check("{assignment}", "{name}", {name}, hidden=True)' in source
+            # the harness under a private name, so a student's own `check` cannot clash
+            assert "from course_lib.checks import check as _course_check" in source
+            assert f'_course_check("{assignment}", "{name}", {name})' in source
+            assert f'_course_check("{assignment}", "{name}", {name}, hidden=True)' in source
             assert "### BEGIN HIDDEN TESTS" in source
             tests[name] = c
         if c["cell_type"] == "code" and m.get("solution"):
@@ -137,7 +139,7 @@ def test_notebook_solutions_equal_reference(assignment):
         fn = reg.compile_cell(module.PRELUDE, source, name, name)
         ex = reg.EXERCISES[(assignment, name)]
         for label, _, cases in _case_sets(ex):
-            assert _same(ex, judge.outputs_of(fn, cases), judge.outputs_of(ex.reference, cases)), \
+            assert _same(ex, judging.outputs_of(fn, cases), judging.outputs_of(ex.reference, cases)), \
                 f"{name} differs from the reference on {label}"
 
 
@@ -150,3 +152,32 @@ def test_notebooks_are_generated():
         assert [(c["cell_type"], "".join(c["source"]), c["metadata"]) for c in fresh["cells"]] == \
             [(c["cell_type"], "".join(c["source"]), c["metadata"]) for c in committed["cells"]], \
             f"solutions/{a} is stale: run python -m tools.author_assignments"
+
+
+@pytest.mark.parametrize("key", KEYS, ids=["/".join(k) for k in KEYS])
+def test_notebook_self_check_data_is_current(key, monkeypatch):
+    """The notebook's own check (course_lib/data/checks, no grader) says exactly what the
+    grader's judge says on the visible cases, for the reference and every mistake. If
+    this fails: python -m tools.author_assignments."""
+    monkeypatch.delenv("COURSE_CHECKS_DATA", raising=False)
+    a, name = key
+    ex = reg.EXERCISES[key]
+    cases = judge.cases_for(ex, False)
+    for fn in [ex.reference, *(m.fn for m in ex.mistakes)]:
+        here = judging.self_check(a, name, fn)
+        grader_says = judge.judge_fn(ex, cases, fn)
+        assert (here.passed, here.message) == (grader_says.passed, grader_says.message)
+
+
+def test_a_notebook_without_course_lib_says_how_to_get_it():
+    """Opened outside the repository: the first cell explains the install, no ImportError."""
+    import subprocess
+    import sys
+
+    prelude = reg.MODULES["03_bptt"].PRELUDE
+    code = ("import sys\nsys.modules['course_lib'] = None  # not installed\n"
+            f"exec({prelude!r})\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "pip install" in proc.stderr and "bptt-course[student]" in proc.stderr
+    assert "ImportError" not in proc.stderr and "Traceback" not in proc.stderr

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from course_lib import checks
-from grader import judge, verdict
+from grader import cells, judge
 
 DEMO = Path(__file__).resolve().parent / "fixtures" / "grading_demo"
 
@@ -111,14 +111,73 @@ def test_structures_tuples_and_dicts_compare_by_name():
     assert as_list.passed
 
 
-def test_inputs_are_copied_per_call(reg):
+def test_a_function_that_modifies_its_input_fails_naming_it(reg):
     def mutating(x, w, b):
         out = x @ w.T + b
-        x[...] = 0
         w[...] = 0
         return out
 
-    assert _judge(reg, "affine", mutating).passed
+    v = _judge(reg, "affine", mutating)
+    assert not v.passed and v.kind == "mutated" and "changed its input w" in v.message
+    assert "work on a copy" in v.message
+
+
+def test_nested_inputs_are_compared_too():
+    changed = checks._changed({"W": np.ones(2), "b": [np.zeros(1)]},
+                              {"W": np.ones(2), "b": [np.ones(1)]}, "params")
+    assert changed == ["params['b'][0]"]
+
+
+def test_calls_are_positional(reg):
+    """A correct softmax whose parameter is not called `v` passes."""
+    def softmax_rows(logits):
+        return reg.softmax_rows(logits)
+
+    assert _judge(reg, "softmax_rows", softmax_rows).passed
+
+
+def test_not_implemented_keeps_the_message_and_the_mode():
+    from grader import exercises as course
+
+    ex = course.EXERCISES[("03_bptt", "rnn_bptt")]
+
+    def half(params, xs, targets, h0, mode):
+        if mode == "many_to_one":
+            raise NotImplementedError("many_to_one: TODO")
+        return ex.reference(params, xs, targets, h0, mode)
+
+    v = judge.judge_fn(ex, judge.cases_for(ex, False), half)
+    assert v.kind == "not_implemented"
+    assert "many_to_one: TODO" in v.message and "mode='many_to_one'" in v.message
+
+
+def test_scalars_are_printed_as_numbers_and_hidden_cases_show_no_values():
+    from grader import exercises as course
+
+    ex = course.EXERCISES[("02_softmax", "cross_entropy")]
+
+    def loss_off(v, targets):
+        loss, dv = ex.reference(v, targets)
+        return loss + 0.125, dv
+
+    visible = judge.judge_fn(ex, judge.cases_for(ex, False), loss_off)
+    assert "loss is" in visible.message and "expected" in visible.message
+    assert "shape (1,)" not in visible.message and "(1,)" not in visible.message
+    cases = judge.cases_for(ex, True, seed=3)
+    hidden = judge.judge_fn(ex, cases, loss_off, hidden=True)
+    assert "a hidden case (N=" in hidden.message and "hidden hidden" not in hidden.message
+    assert "loss is wrong (a number): off by" in hidden.message
+    expected = judge.references(ex, cases)
+    for ref in expected:  # no expected value of a hidden case is printed
+        loss = ref[1][1][0][1]
+        assert f"{float(loss):.4g}" not in hidden.message
+
+
+def test_a_guess_from_the_numbers_says_so(reg):
+    """A wrong answer that is no catalogued mistake but a transform of the right one."""
+    v = _judge(reg, "affine", lambda x, w, b: -(x @ w.T + b))
+    assert v.kind == "wrong" and v.confidence == "guess"
+    assert "opposite sign" in v.message and "a guess" in v.message
 
 
 def test_hidden_seed_is_deterministic_and_per_student():
@@ -144,17 +203,17 @@ def test_record_reader_fails_closed(tmp_path, reg):
     cases = ex.visible_cases()
     good = checks.run_cases(reg.affine, cases)
     (tmp_path / "good.npz").write_bytes(good)
-    assert verdict.read_record(str(tmp_path), "good.npz", 1 << 20) == good
+    assert cells.read_record(str(tmp_path), "good.npz", 1 << 20) == good
     # a symlink planted where the record should be
     (tmp_path / "link.npz").symlink_to(tmp_path / "good.npz")
-    assert verdict.read_record(str(tmp_path), "link.npz", 1 << 20) is None
+    assert cells.read_record(str(tmp_path), "link.npz", 1 << 20) is None
     # a directory, a fifo, an oversized file, a missing file
     (tmp_path / "dir.npz").mkdir()
-    assert verdict.read_record(str(tmp_path), "dir.npz", 1 << 20) is None
+    assert cells.read_record(str(tmp_path), "dir.npz", 1 << 20) is None
     os.mkfifo(tmp_path / "fifo.npz")
-    assert verdict.read_record(str(tmp_path), "fifo.npz", 1 << 20) is None
-    assert verdict.read_record(str(tmp_path), "good.npz", 10) is None
-    assert verdict.read_record(str(tmp_path), "none.npz", 1 << 20) is None
+    assert cells.read_record(str(tmp_path), "fifo.npz", 1 << 20) is None
+    assert cells.read_record(str(tmp_path), "good.npz", 10) is None
+    assert cells.read_record(str(tmp_path), "none.npz", 1 << 20) is None
     # garbage, a pickled object array, a record for the wrong number of cases
     assert judge.judge_record(ex, cases, b"not a zip").kind == "bad_record"
     import io
@@ -166,13 +225,38 @@ def test_record_reader_fails_closed(tmp_path, reg):
     assert judge.judge_record(ex, cases, None).kind == "no_record"
 
 
-def test_check_in_student_mode_raises_with_diagnosis(reg, monkeypatch, capsys):
+def test_check_in_student_mode_raises_with_diagnosis(reg, monkeypatch, capsys, tmp_path):
+    """Student mode judges with the data file alone (no grader import)."""
+    (tmp_path / "00_demo.npz").write_bytes(judge.expected_data("00_demo"))
+    monkeypatch.setenv("COURSE_CHECKS_DATA", str(tmp_path))
     monkeypatch.delenv("COURSE_RECORD_DIR", raising=False)
     monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
     checks.check("00_demo", "affine", reg.affine)
     assert "affine: passed" in capsys.readouterr().out
     with pytest.raises(AssertionError, match="Looks like: bias forgotten"):
         checks.check("00_demo", "affine", lambda x, w, b: x @ w.T)
+
+
+def test_a_students_own_check_is_named(reg, monkeypatch, capsys, tmp_path):
+    (tmp_path / "00_demo.npz").write_bytes(judge.expected_data("00_demo"))
+    monkeypatch.setenv("COURSE_CHECKS_DATA", str(tmp_path))
+    monkeypatch.delenv("COURSE_RECORD_DIR", raising=False)
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    namespace = {"_course_check": checks.check, "affine": reg.affine,
+                 "check": lambda f, x: 0.0}  # a finite-difference checker of their own
+    exec('_course_check("00_demo", "affine", affine)', namespace)  # noqa: S102
+    out = capsys.readouterr().out
+    assert "affine: passed" in out and "defines its own `check`" in out
+
+
+def test_course_lib_does_not_import_the_grader():
+    import subprocess
+
+    code = ("import sys, course_lib.checks, course_lib.judging; "
+            "print([m for m in sys.modules if m == 'grader' or m.startswith('grader.')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_check_refuses_to_decide_under_autograde_without_config(reg, monkeypatch):
@@ -194,8 +278,13 @@ def test_check_in_grading_mode_only_records(reg, monkeypatch, tmp_path, capsys):
     (record_dir / checks.record_name("00_demo", "affine", False)).touch()
     monkeypatch.setenv("COURSE_CASES_DIR", str(cases_dir))
     monkeypatch.setenv("COURSE_RECORD_DIR", str(record_dir))
+    monkeypatch.setattr(checks, "_cell", {"token": None, "count": None})
+    checks.check("00_demo", "affine", reg.affine)  # no test cell token: nothing recorded
+    assert list(record_dir.iterdir()) == []
+    checks.enter_test_cell("tok123")
     checks.check("00_demo", "affine", lambda x, w, b: x @ w.T)  # wrong, but no verdict here
     err = capsys.readouterr().err
     assert "the grader decides" in err  # stderr: scores 0 unless the verdict step rewrites
-    data = (record_dir / checks.record_name("00_demo", "affine", False)).read_bytes()
+    checks.check("00_demo", "affine", reg.affine)  # a second call cannot replace the record
+    data = (record_dir / checks.record_name("tok123", False)).read_bytes()
     assert judge.judge_record(ex, cases, data).mistake == "bias forgotten"

@@ -7,8 +7,11 @@ One source of truth: the code of every answer cell (with its ``### BEGIN/END SOL
 markers) lives in the registry module grader/exercises/aNN_<a>.py (``SOLUTIONS``), next
 to the reference, the cases and the catalogued mistakes; the prose, the written
 questions and the order of the parts live here. The committed notebook is exactly
-``build(a)`` (tests/test_exercises_registry.py checks it). After regenerating, run
-``python -m grader release`` to refresh the student versions in exercises/.
+``build(a)`` (tests/test_exercises_registry.py checks it). It also writes
+course_lib/data/checks/<a>.npz, the visible cases and expected outputs the notebook's
+self-check judges with (so course_lib needs nothing from the grader). After
+regenerating, run ``python -m grader release`` to refresh the student versions in
+exercises/.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from grader import exercises as reg
+from grader import judge
 
 REPO = Path(__file__).resolve().parent.parent
 LETTERS = "ABCDEFGH"
@@ -32,8 +36,12 @@ SELF_CHECK = (
     "step), so make it work for any shapes, not only the visible ones. Each function is "
     "graded on its own: use NumPy and the helpers already imported, not the course "
     "library's implementation of the thing you are asked to write (it is unavailable "
-    "while grading). Before submitting, restart the kernel and run all cells, then "
-    "self-check from a terminal: `python -m grader check {a}.ipynb`.")
+    "while grading). Your functions must not modify their inputs (arrays, dicts, lists): "
+    "the caller still needs them, and a function that changes one loses its points; work "
+    "on copies. Results are compared output by output with a tolerance scaled to each "
+    "output's size, so float32 or a different valid formula is fine. Before submitting, "
+    "restart the kernel and run all cells, then self-check from a terminal: "
+    "`python -m grader check {a}.ipynb`.")
 
 # ---------------------------------------------------------------------------- prose
 # per assignment: title, intro, then parts in order: ("fn", name, text) or
@@ -45,31 +53,32 @@ CONTENT = {
             "This assignment follows Chapter 1 (`01_backprop.html`), sections *A sigmoid "
             "network with hidden layers*, *Gradient descent, SGD and momentum* and *A worked "
             "example, step by step*. You implement the forward and backward pass of the "
-            "small sigmoid network of seed 004's worked example (inputs 1, 2; hidden "
+            "small sigmoid network of the ML handbook's worked example (inputs 1, 2; hidden "
             "neurons 3, 4, 5 and 6, 7; output neuron 8; no biases) and one step of gradient "
             "descent with momentum.\n\n"
             "Weights are stored as matrices as in the chapter's *The same step as "
-            "matrices*: `weights[l]` has shape `(n_{l+1}, n_l)` and holds w_ij (from "
-            "neuron i to neuron j) at row j, column i, so a layer computes `I = W @ O_prev`."),
+            "matrices*: `weights[l]` has shape `(n_{l+1}, n_l)` and holds $w_{ij}$ (from "
+            "neuron $i$ to neuron $j$) at row $j$, column $i$, so a layer computes `I = W @ O_prev`."),
         "parts": [
             ("fn", "mlp_forward",
-             "The forward pass: for every layer the summed inputs I_j and the outputs "
-             "O_j = f(I_j) with the sigmoid f (imported from `course_lib.activations`). "
-             "On the worked example you should find I_3 = 0.1, I_4 = 1.78, I_5 = -0.45, "
-             "I_6 = 0.175 and O_8 = 0.552 (the source prints 0.158 and 0.551, computed from "
+             "The forward pass: for every layer the summed inputs $I_j$ and the outputs "
+             "$O_j = f(I_j)$ with the sigmoid $f$ (imported from `course_lib.activations`). "
+             "On the worked example you should find $I_3 = 0.1$, $I_4 = 1.78$, $I_5 = -0.45$, "
+             "$I_6 = 0.175$ and $O_8 = 0.552$ (the source prints 0.158 and 0.551, computed from "
              "rounded activations)."),
             ("fn", "mlp_backward",
-             "The backward pass in seed 004's convention: delta_j = -dE/dI_j, so the "
-             "output delta is (target - O_8) f'(I_8) and dE/dw_ij = -delta_j O_i. Return "
-             "both the deltas and the gradients dE/dW (matrices shaped like the weights). "
+             "The backward pass in the ML handbook's convention: $\\delta_j = -\\partial E/\\partial I_j$, so the "
+             "output delta is $(t - O_8) f'(I_8)$ and $\\partial E/\\partial w_{ij} = -\\delta_j O_i$. Return "
+             "both the deltas and the gradients $\\partial E/\\partial W$ (matrices shaped like the weights). "
              "The chapter's table lists every delta of the worked example; note that "
-             "delta_3 is positive."),
+             "$\\delta_3$ is positive."),
             ("fn", "momentum_step",
-             "One step Delta w = -lr dE/dw + momentum Delta w_prev, w_new = w + Delta w. "
-             "The test runs the worked example's first step (Delta w_prev = 0) and its "
+             "One step $\\Delta w = -\\eta\\, \\partial E/\\partial w + \\mu\\, \\Delta w_{prev}$, "
+             "$w_{new} = w + \\Delta w$ (learning rate $\\eta$ = `lr`, momentum $\\mu$). "
+             "The test runs the worked example's first step ($\\Delta w_{prev} = 0$) and its "
              "second step, where momentum matters."),
             ("written", "written_delta3", 2,
-             "**Written answer.** Seed 004 prints delta_3 = -0.0087. Compute delta_3 from "
+             "**Written answer.** The ML handbook prints delta_3 = -0.0087. Compute delta_3 from "
              "the formula the source itself writes down, (delta_6 w_36 + delta_7 w_37) "
              "f'(I_3), with the numbers of the worked example. Which sign is right, and "
              "what does the wrong sign do to Delta w_13 and Delta w_23 and to the updated "
@@ -88,23 +97,24 @@ CONTENT = {
         "title": "Assignment 2: Softmax and cross-entropy",
         "intro": (
             "This assignment follows Chapter 2 (`02_softmax.html`): *From logits to "
-            "probabilities*, *The softmax Jacobian*, *Cross-entropy, and why dE/dv = "
-            "y_hat - t*, *Numerically stable log-softmax* and *The batched form*. All "
+            "probabilities*, *The softmax Jacobian*, *Cross-entropy, and why $\\partial E/\\partial v = "
+            "\\hat y - t$*, *Numerically stable log-softmax* and *The batched form*. All "
             "functions take a batch: one ROW per example, shape `(N, C)`."),
         "parts": [
             ("fn", "softmax",
-             "A softmax that stays finite for logits like 1000 or -1e4. Seed 000's output "
-             "y = [0.8, 0.2] comes from the logits [log 4, 0]."),
+             "A softmax that stays finite for logits like 1000 or -1e4. The BPTT tutorial's output "
+             "$y = [0.8, 0.2]$ comes from the logits $[\\log 4, 0]$."),
             ("fn", "cross_entropy",
              "The mean cross-entropy over the batch and its gradient with respect to the "
-             "logits. Work with log-probabilities (log-softmax), never with log(softmax(v)), "
-             "which is log(0) = -inf for a very unlikely class. Seed 000's example, "
-             "y = [0.8, 0.2] with the first class correct, gives dv = [-0.2, 0.2]."),
+             "logits. Work with log-probabilities (log-softmax), never with $\\log(\\mathrm{softmax}(v))$, "
+             "which is $\\log 0 = -\\infty$ for a very unlikely class. The BPTT tutorial's example, "
+             "$y = [0.8, 0.2]$ with the first class correct, gives $\\partial E/\\partial v = [-0.2, 0.2]$."),
             ("fn", "softmax_backward",
              "The gradient through the softmax alone, for any upstream gradient dy_hat: "
-             "dv = J^T dy_hat row by row with J = diag(y_hat) - y_hat y_hat^T. Do it without "
-             "building J. With dy_hat = dE/dy_hat = -t / y_hat of the cross-entropy this "
-             "must give y_hat - t again: the first visible case checks exactly that."),
+             "$\\partial L/\\partial v = J^\\top\\, \\partial L/\\partial \\hat y$ row by row with "
+             "$J = \\mathrm{diag}(\\hat y) - \\hat y \\hat y^\\top$. Do it without "
+             "building $J$. With $\\partial E/\\partial \\hat y = -t / \\hat y$ of the cross-entropy this "
+             "must give $\\hat y - t$ again: the first visible case checks exactly that."),
             ("written", "written_jacobian", 2,
              "**Written answer.** Starting from the Jacobian of the softmax, "
              "dy_i/dv_j = y_i (delta_ij - y_j), derive dE/dv = y - t for "
@@ -124,30 +134,30 @@ CONTENT = {
         "title": "Assignment 3: Backpropagation through time",
         "intro": (
             "This assignment follows Chapter 3 (`03_bptt.html`). The RNN is the book's: "
-            "a_t = W_xh x_t + W_hh h_{t-1} + b_h, h_t = tanh(a_t), v_t = W_hy h_t + b_y, "
-            "y_hat_t = softmax(v_t), written in code for a batch of row vectors, "
+            "$a_t = W_{xh} x_t + W_{hh} h_{t-1} + b_h$, $h_t = \\tanh(a_t)$, $v_t = W_{hy} h_t + b_y$, "
+            "$\\hat y_t = \\mathrm{softmax}(v_t)$, written in code for a batch of row vectors, "
             "time-major: `xs` has shape `(T, B, D)` and "
             "`a_t = x_t @ W_xh.T + h_prev @ W_hh.T + b_h` has shape `(B, H)`. "
             "Gradients are \"delta times input transposed\", e.g. "
             "`dW_hh = sum_t da_t.T @ h_{t-1}`."),
         "parts": [
             ("fn", "rnn_step_backward",
-             "One step backward: given everything that reaches h_t (`dh_t`), return "
-             "dL/dx_t, dL/dh_{t-1} and this step's contributions to the weight gradients."),
+             "One step backward: given everything that reaches $h_t$ (`dh_t`), return "
+             "$\\partial L/\\partial x_t$, $\\partial L/\\partial h_{t-1}$ and this step's contributions to the weight gradients."),
             ("fn", "rnn_bptt",
              "Full BPTT for a tanh RNN with softmax cross-entropy, for both set-ups of the "
-             "chapter: `mode=\"many_to_many\"` (a loss on every step; L is the mean over "
-             "the T*B predictions) and `mode=\"many_to_one\"` (a loss on the last step "
-             "only; mean over its B predictions). Return the loss and the gradients of "
+             "chapter: `mode=\"many_to_many\"` (a loss on every step; $L$ is the mean over "
+             "the $T B$ predictions) and `mode=\"many_to_one\"` (a loss on the last step "
+             "only; mean over its $B$ predictions). Return the loss and the gradients of "
              "all five parameters. Your function must not change `params`."),
             ("fn", "relu_rnn_example",
-             "Seed 001's worked example in code: a scalar RNN with ReLU, all weights 0.5, "
+             "The ReLU exercise's worked example in code: a scalar RNN with ReLU, all weights 0.5, "
              "h_0 = 0 and the sequence y = (0, 1, -1, 2). The forward pass gives "
              "h = (0, 0, 0.5, 0), y_hat = (0, 0.25, 0) and per-step losses (1, 1.5625, 4) "
              "(not the source's 0.375, 0.1875, 3.285). The loss is the mean over the T "
              "predictions."),
             ("written", "written_v_needs_bptt", 2,
-             "**Written answer.** Seed 001 claims that the gradient for the input weight "
+             "**Written answer.** The ReLU exercise claims that the gradient for the input weight "
              "v needs no backpropagation through time. Write dL/dv for the scalar ReLU RNN "
              "as a sum over steps and show where h_{t-1}'s dependence on v enters. Use the "
              "second visible case of `relu_rnn_example` (ys = (1, 2, 1, 2)) to say how "
@@ -159,7 +169,7 @@ CONTENT = {
              "w da_{t+1}). Dropping the recursion keeps only the terms relu'(a_t) u "
              "dL/dy_hat_t y_{t-1}. On ys = (1, 2, 1, 2) every step is active, so the "
              "dropped terms are not zero: the full gradient is dv = -1.974 (with the mean "
-             "over T = 3), the truncated one -1.3125. On seed 001's own sequence the "
+             "over T = 3), the truncated one -1.3125. On the ReLU exercise's own sequence the "
              "recursion happens to contribute nothing (steps 1 and 3 are inactive), which "
              "is why the claim looks harmless there. (Grading: recursion 1 point, "
              "numbers or a correct argument about when it matters 1 point.)"),
@@ -168,13 +178,13 @@ CONTENT = {
     "04_truncation": {
         "title": "Assignment 4: Truncated BPTT",
         "intro": (
-            "This assignment follows Chapter 4 (`04_truncation.html`): TBPTT(k1, k2) in "
+            "This assignment follows Chapter 4 (`04_truncation.html`): TBPTT($k_1$, $k_2$) in "
             "Williams & Peng's notation. The sequence is processed one step at a time; "
-            "every k1 steps an update is made whose loss is the mean loss of the outputs "
-            "since the previous update, backpropagated through at most the last k2 steps "
-            "(the hidden state k2 steps before the update point is a constant: it is "
+            "every $k_1$ steps an update is made whose loss is the mean loss of the outputs "
+            "since the previous update, backpropagated through at most the last $k_2$ steps "
+            "(the hidden state $k_2$ steps before the update point is a constant: it is "
             "*detached*). The forward pass is never truncated: the hidden state is "
-            "carried from block to block. TBPTT(T, T) on a sequence of length T is full "
+            "carried from block to block. TBPTT($T$, $T$) on a sequence of length $T$ is full "
             "BPTT. A finite-difference check of the full loss does NOT match a truncated "
             "gradient, so the tests compare with reference values."),
         "parts": [
@@ -183,11 +193,19 @@ CONTENT = {
              "parameters held fixed (no optimiser step in between): for each update the "
              "number of steps processed, the loss and the gradients; and the final hidden "
              "state. When k1 > k2 the outputs older than the window still give gradients to "
-             "W_hy and b_y, but nothing from them flows into the recurrence."),
+             "$W_{hy}$ and $b_y$, but nothing from them flows into the recurrence. When $k_1$ "
+             "does not divide $T$ the last block is shorter and its loss is the mean over "
+             "its own steps."),
             ("fn", "tbptt_train_sgd",
              "The same loop as a training pass: after each update, one SGD step "
-             "W <- W - lr dL/dW, and the next block runs with the new parameters (online "
-             "TBPTT). The hidden states already computed are kept, not recomputed."),
+             "$W \\leftarrow W - \\eta\\, \\partial L/\\partial W$, and the next block runs with the new "
+             "parameters (online TBPTT). The hidden states already computed are kept, not "
+             "recomputed. Backpropagating through a step of an earlier block, you may use "
+             "either the current $W_{hh}$ or the $W_{hh}$ that step ran with (for example a "
+             "buffer of step caches that keep their weights): both are accepted. Work on a "
+             "copy of `params`: the function must not change its inputs. The test compares "
+             "the update the pass made (parameters after minus before), the losses and "
+             "$h_T$."),
             ("written", "written_k1_k2", 2,
              "**Written answer.** Compare TBPTT(k, k) with TBPTT(1, k) on a sequence of "
              "length T: how many updates does each make, how many backward steps does "
@@ -215,7 +233,7 @@ CONTENT = {
             "against the lag T - t shows whether the gradient vanishes or explodes."),
         "parts": [
             ("fn", "hidden_grad_norms",
-             "The norm of dL/dh_t for every t = 0..T for a tanh RNN whose only loss is "
+             "The norm of $\\partial L/\\partial h_t$ for every $t = 0, \\dots, T$ for a tanh RNN whose only loss is "
              "the mean cross-entropy of the last step."),
             ("fn", "clip_grad_norm",
              "Global norm clipping as in Pascanu et al.: one factor for all parameters."),
@@ -249,10 +267,12 @@ def _meta(grade_id, grade=False, solution=False, locked=False, points=None):
 
 
 def _test_source(assignment, name, points, what):
+    # the harness under a private name: a student's own `check` cannot shadow it
     return (f'"""{name} ({points} points): {what}."""\n'
-            f'check("{assignment}", "{name}", {name})\n'
+            "from course_lib.checks import check as _course_check\n\n"
+            f'_course_check("{assignment}", "{name}", {name})\n'
             "### BEGIN HIDDEN TESTS\n"
-            f'check("{assignment}", "{name}", {name}, hidden=True)\n'
+            f'_course_check("{assignment}", "{name}", {name}, hidden=True)\n'
             "### END HIDDEN TESTS")
 
 
@@ -285,7 +305,7 @@ def build(assignment: str) -> nbformat.NotebookNode:
             pts = "point" if spec.points == 1 else "points"
             cells.append(new_markdown_cell(
                 f"## Part {letter} ({spec.points} {pts}): `{name}`\n\n{text}\n\n"
-                f"Read: {spec.section}.", metadata=_meta(f"part_{name}", locked=True)))
+                f"Read: {spec.section.markdown()}.", metadata=_meta(f"part_{name}", locked=True)))
             cells.append(new_code_cell(module.SOLUTIONS[name].rstrip("\n"),
                                        metadata=_meta(name, solution=True)))
             cells.append(new_code_cell(_test_source(assignment, name, spec.points, spec.what),
@@ -314,10 +334,19 @@ def write(assignment: str) -> Path:
     return path
 
 
+def write_check_data(assignment: str) -> Path:
+    """course_lib/data/checks/<a>.npz: what the notebook's self-check judges with."""
+    path = REPO / "course_lib" / "data" / "checks" / f"{assignment}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(judge.expected_data(assignment))
+    return path
+
+
 def main(argv=None) -> int:
     names = (argv if argv is not None else sys.argv[1:]) or list(CONTENT)
     for a in names:
         print(write(a))
+        print(write_check_data(a))
     return 0
 
 

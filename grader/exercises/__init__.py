@@ -21,18 +21,22 @@ diagnosis and the fixture submissions can never drift apart.
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from course_lib.judging import ATOL, RTOL
 
 
 @dataclass(frozen=True)
 class Mistake:
     name: str          # short, e.g. "missing transpose of W_hh in the dh recursion"
     explanation: str   # one or two sentences a student can act on
-    section: str       # where to read, e.g. "Chapter 3, '...' (03_bptt.html)"
+    section: "Read"    # where to read
     fn: Callable       # a wrong implementation with the reference's signature
 
 
@@ -46,10 +50,98 @@ class Exercise:
     hidden_cases: Callable[[np.random.Generator], list[dict]]  # drawn at grading time
     mistakes: tuple[Mistake, ...]
     section: str
-    rtol: float = 1e-6
-    atol: float = 1e-8
+    rtol: float = RTOL
+    atol: float = ATOL
     # optional: names of the returned tuple's items, for the judge's messages
     output_names: tuple[str, ...] = ()
+    # optional: named sizes of a case ({"T": 5, "B": 3}) for messages and the diagnosis
+    dims: Callable[[dict], dict] | None = None
+    # optional: ((output key, input name), ...) compared as output - input (the update)
+    updates_of: tuple = ()
+    # optional: other implementations that are also correct (a contract that allows
+    # two designs); a student matching any of them passes
+    accepted: tuple = ()
+    # a correct implementation in plain NumPy that keeps its inputs' dtype: run on
+    # float32 inputs it measures the rounding noise of each output (the tolerance)
+    probe: Callable | None = None
+
+
+# ---------------------------------------------------------------- pointers into the book
+REPO = Path(__file__).resolve().parents[2]
+
+
+@functools.lru_cache(maxsize=None)
+def course_url() -> str:
+    """The built book's address: ``html.baseurl`` of _config.yml (the one place it is
+    configured; Sphinx uses it too). Empty: links are relative to the book's folder."""
+    try:
+        text = (REPO / "_config.yml").read_text()
+    except OSError:
+        return ""
+    m = re.search(r"^html:\n(?:[ \t]+.*\n)*?[ \t]+baseurl:[ \t]*[\"']?([^\"'\n#]*)", text, re.M)
+    return m.group(1).strip().rstrip("/") if m else ""
+
+
+@functools.lru_cache(maxsize=None)
+def heading(page: str, label: str) -> str:
+    """The text of the heading that the MyST label ``(label)=`` stands above."""
+    try:
+        lines = (REPO / "book" / f"{page}.md").read_text().splitlines()
+        i = lines.index(f"({label})=")
+    except (OSError, ValueError):
+        raise LookupError(f"book/{page}.md has no label ({label})= above a heading") from None
+    title = next(line for line in lines[i + 1:] if line.strip())
+    return title.lstrip("#").strip().replace("$", "")
+
+
+LATEX_AS_TEXT = (("\\partial ", "∂"), ("\\partial", "∂"), ("\\hat y", "ŷ"), ("\\hat{y}", "ŷ"),
+                 ("_1", "₁"), ("_2", "₂"), ("\\", ""))
+
+
+def plain(text: str) -> str:
+    """A heading's inline LaTeX as plain text, for messages printed in a terminal."""
+    for latex, shown in LATEX_AS_TEXT:
+        text = text.replace(latex, shown)
+    return text
+
+
+INSTALL_HINT = (
+    "This notebook needs the course library (course_lib). Install what the exercises "
+    "need with\n    pip install \"bptt-course[student] @ git+{repository}\"\n"
+    "(or `make student` in a clone of the course repository), then restart the kernel.")
+
+
+def prelude(*imports: str) -> str:
+    """The first code cell of a notebook: NumPy, then course_lib or how to get it."""
+    try:
+        repository = re.search(r"^repository:\n[ \t]+url:[ \t]*[\"']?([^\"'\n#]*)",
+                               (REPO / "_config.yml").read_text(), re.M).group(1).strip()
+    except (OSError, AttributeError):
+        repository = ""
+    hint = INSTALL_HINT.format(repository=repository or "<address of the course repository>")
+    return ("import numpy as np\n\n"
+            "try:\n    import course_lib  # the course library: helpers and the self-check\n"
+            "except ModuleNotFoundError:\n"
+            f"    raise SystemExit({hint!r}) from None\n"
+            + "".join(f"{line}\n" for line in imports))
+
+
+@dataclass(frozen=True)
+class Read:
+    """Where to read: a labelled heading of a book page, e.g. Read("03_bptt", "ch3-recursion")."""
+    page: str
+    label: str
+
+    @property
+    def url(self) -> str:
+        base = course_url()
+        return f"{base + '/' if base else ''}book/{self.page}.html#{self.label}"
+
+    def __str__(self) -> str:
+        return f"Chapter {int(self.page[:2])}, \"{plain(heading(self.page, self.label))}\": {self.url}"
+
+    def markdown(self) -> str:
+        return f"Chapter {int(self.page[:2])}, [{heading(self.page, self.label)}]({self.url})"
 
 
 # ---------------------------------------------------------------- authoring helpers
@@ -73,8 +165,11 @@ class ExerciseSpec:
     section: str
     what: str  # one line for the test cell's docstring
     output_names: tuple[str, ...] = ()
-    rtol: float = 1e-6
-    atol: float = 1e-8
+    dims: Callable[[dict], dict] | None = None
+    updates_of: tuple = ()
+    accepted: tuple = ()
+    rtol: float = RTOL
+    atol: float = ATOL
 
 
 _MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.M)
@@ -119,11 +214,14 @@ def _register(module) -> None:
             Mistake(m.name, m.explanation, m.section,
                     compile_cell(module.PRELUDE, source, m.fn, f"{a} {m.name}")))
     for spec in module.EXERCISES_SPEC:
+        solution = compile_cell(module.PRELUDE, strip_markers(module.SOLUTIONS[spec.name]),
+                                spec.name, f"{a} solution")
         EXERCISES[(a, spec.name)] = Exercise(
             assignment=a, name=spec.name, points=spec.points, reference=spec.reference,
             visible_cases=spec.visible_cases, hidden_cases=spec.hidden_cases,
             mistakes=tuple(by_fn.get(spec.name, ())), section=spec.section,
-            rtol=spec.rtol, atol=spec.atol, output_names=spec.output_names)
+            rtol=spec.rtol, atol=spec.atol, output_names=spec.output_names, dims=spec.dims,
+            updates_of=spec.updates_of, accepted=spec.accepted, probe=solution)
 
 
 def _load() -> None:

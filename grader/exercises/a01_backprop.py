@@ -1,22 +1,20 @@
-"""Assignment 01_backprop: the sigmoid MLP of chapter 1 and seed 004's worked example."""
+"""Assignment 01_backprop: the sigmoid MLP of chapter 1 and the ML handbook's worked example."""
 from __future__ import annotations
 
 import numpy as np
 
 from course_lib import mlp
 
-from . import ExerciseSpec, MistakeEdit
+from . import ExerciseSpec, MistakeEdit, Read, prelude
 
 ASSIGNMENT = "01_backprop"
-PRELUDE = ("import numpy as np\n\n"
-           "from course_lib.activations import sigmoid\n"
-           "from course_lib.checks import check\n")
+PRELUDE = prelude("from course_lib.activations import sigmoid")
 
-S_NET = "Chapter 1, 'A sigmoid network with hidden layers' (01_backprop.html)"
-S_RULES = "Chapter 1, 'Gradients through layers: two rules cover almost everything' (01_backprop.html)"
-S_BACKWARD = "Chapter 1, 'Backward pass: the error signals' (01_backprop.html)"
-S_MOMENTUM = "Chapter 1, 'Gradient descent, SGD and momentum' (01_backprop.html)"
-S_SECOND = "Chapter 1, 'A second step: momentum at work' (01_backprop.html)"
+S_NET = Read("01_backprop", "ch1-mlp")
+S_RULES = Read("01_backprop", "ch1-layer-rules")
+S_BACKWARD = Read("01_backprop", "ch1-worked-example")
+S_MOMENTUM = Read("01_backprop", "ch1-sgd-momentum")
+S_SECOND = Read("01_backprop", "ch1-worked-example")
 
 SOLUTIONS = {
     "mlp_forward": '''def mlp_forward(weights, x):
@@ -40,7 +38,7 @@ SOLUTIONS = {
     ### END SOLUTION
 ''',
     "mlp_backward": '''def mlp_backward(weights, outputs, target):
-    """Backward pass for E = 1/2 (target - output)^2, in seed 004's convention.
+    """Backward pass for E = 1/2 (target - output)^2, in the ML handbook's convention.
 
     delta of the output layer: (target - O) f'(I);  hidden layers:
     delta_j = (sum_k delta_k w_jk) f'(I_j);  dE/dw_ij = -delta_j O_i.
@@ -96,10 +94,17 @@ MISTAKES = [
           "    outputs[-1] = inputs[-1]\n    return inputs, outputs\n"),)),
     MistakeEdit(
         "mlp_backward", "sign flip in dE/dw",
-        "Seed 004's delta is (target - output) f'(I) = -dE/dI, so dE/dw_ij = -delta_j O_i: "
+        "The ML handbook's delta is (target - output) f'(I) = -dE/dI, so dE/dw_ij = -delta_j O_i: "
         "the gradient carries a minus sign (the update Delta w = -lr dE/dw then ADDS "
         "lr delta_j O_i).", S_BACKWARD,
         (("-np.outer(deltas[l], outputs[l])", "np.outer(deltas[l], outputs[l])"),)),
+    MistakeEdit(
+        "mlp_backward", "deltas returned as dE/dI (the opposite sign convention)",
+        "This function follows the ML handbook's convention delta = -dE/dI = (target - O) f'(I); "
+        "your deltas are dE/dI = (O - target) f'(I). Keep the gradients dE/dW as they are "
+        "and return the deltas with the source's sign.", S_BACKWARD,
+        (("(target - O_out) * O_out", "(O_out - target) * O_out"),
+         ("-np.outer(deltas[l], outputs[l])", "np.outer(deltas[l], outputs[l])"))),
     MistakeEdit(
         "mlp_backward", "sigmoid derivative evaluated at the output instead of the input",
         "f'(I) = f(I)(1 - f(I)) = O (1 - O): multiply by O (1 - O) itself, do not apply "
@@ -116,7 +121,7 @@ MISTAKES = [
           "weights[l + 1].T @ deltas[l + 1]"),)),
     MistakeEdit(
         "momentum_step", "gradient added instead of subtracted",
-        "Gradient DEscent: Delta w = -lr * dE/dw + momentum * Delta w_prev. (Seed 004 adds "
+        "Gradient DEscent: Delta w = -lr * dE/dw + momentum * Delta w_prev. (The ML handbook adds "
         "lr * delta * O because its delta already is -dE/dI.)", S_MOMENTUM,
         (("-lr * g + momentum * d", "lr * g + momentum * d"),)),
     MistakeEdit(
@@ -221,7 +226,7 @@ def momentum_hidden(rng):
 
 EXERCISES_SPEC = [
     ExerciseSpec("mlp_forward", 2, mlp_forward, forward_visible, forward_hidden, S_NET,
-                 "I and O of every layer on seed 004's worked example",
+                 "I and O of every layer on the ML handbook's worked example",
                  output_names=("inputs", "outputs")),
     ExerciseSpec("mlp_backward", 3, mlp_backward, backward_visible, backward_hidden,
                  S_BACKWARD, "the deltas and dE/dW of the worked example",

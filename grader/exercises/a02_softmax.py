@@ -5,16 +5,16 @@ import numpy as np
 
 from course_lib import losses
 
-from . import ExerciseSpec, MistakeEdit
+from . import ExerciseSpec, MistakeEdit, Read, prelude
 
 ASSIGNMENT = "02_softmax"
-PRELUDE = "import numpy as np\n\nfrom course_lib.checks import check\n"
+PRELUDE = prelude()
 
-S_LOGITS = "Chapter 2, 'From logits to probabilities' (02_softmax.html)"
-S_STABLE = "Chapter 2, 'Numerically stable log-softmax' (02_softmax.html)"
-S_JACOBIAN = "Chapter 2, 'The softmax Jacobian' (02_softmax.html)"
-S_CE = "Chapter 2, 'Cross-entropy, and why dE/dv = y_hat - t' (02_softmax.html)"
-S_BATCH = "Chapter 2, 'The batched form' (02_softmax.html)"
+S_LOGITS = Read("02_softmax", "ch2-definition")
+S_STABLE = Read("02_softmax", "ch2-stability")
+S_JACOBIAN = Read("02_softmax", "ch2-jacobian")
+S_CE = Read("02_softmax", "ch2-cross-entropy")
+S_BATCH = Read("02_softmax", "ch2-batched")
 
 SOLUTIONS = {
     "softmax": '''def softmax(v):
@@ -87,7 +87,8 @@ MISTAKES = [
         "softmax", "normalised over the batch axis",
         "Each ROW of v is one example: sum the exponentials along axis 1 (the classes), "
         "not axis 0 (the examples).", S_BATCH,
-        (("np.sum(e, axis=1, keepdims=True)", "np.sum(e, axis=0, keepdims=True)"),)),
+        (("np.max(v, axis=1, keepdims=True)", "np.max(v, axis=0, keepdims=True)"),
+         ("np.sum(e, axis=1, keepdims=True)", "np.sum(e, axis=0, keepdims=True)"))),
     MistakeEdit(
         "cross_entropy", "summed over the batch instead of averaged",
         "The loss is the MEAN over the N predictions, so both the loss and dv carry a "
@@ -103,6 +104,18 @@ MISTAKES = [
         "The gradient of -log y_hat_c with respect to the logits is y_hat - t: subtract 1 "
         "at each row's correct class.", S_CE,
         (("    dv[rows, targets] -= 1.0\n", ""),)),
+    MistakeEdit(
+        "cross_entropy", "log of the softmax instead of log-softmax",
+        "softmax(v) underflows to 0 for a class far below the best one, and log(0) = "
+        "-inf: the loss becomes inf. Compute log-probabilities directly: v - max - "
+        "log(sum(exp(v - max))).", S_STABLE,
+        (("log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))",
+          "log_probs = np.log(np.exp(shifted) / np.sum(np.exp(shifted), axis=1, keepdims=True))"),)),
+    MistakeEdit(
+        "cross_entropy", "one subtracted in every row at every target column",
+        "dv[:, targets] selects the target columns in ALL rows; subtract 1 only at each "
+        "row's own target: dv[np.arange(N), targets] -= 1.", S_CE,
+        (("    dv[rows, targets] -= 1.0\n", "    dv[:, targets] -= 1.0\n"),)),
     MistakeEdit(
         "softmax_backward", "only the diagonal of the softmax Jacobian",
         "Every output y_hat_i depends on every logit v_j: J = diag(y_hat) - y_hat y_hat^T "
@@ -128,6 +141,11 @@ def softmax_backward(y_hat, dy_hat):
 
 
 # ---------------------------------------------------------------- cases
+def batch_dims(case):
+    n, c = np.shape(case.get("v", case.get("y_hat")))
+    return {"N": n, "C": c}
+
+
 SHAPES = ((1, 3), (4, 2), (7, 5), (3, 4))
 
 
@@ -136,7 +154,7 @@ def _logits(rng, n, c, scale=2.0):
 
 
 def softmax_visible():
-    # seed 000's outputs y = [0.8, 0.2] come from logits [log 4, 0]
+    # the BPTT tutorial's outputs y = [0.8, 0.2] come from logits [log 4, 0]
     return [{"v": np.array([[np.log(4.0), 0.0], [1000.0, 1000.0], [-1e4, 0.0]])},
             {"v": np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])}]
 
@@ -150,7 +168,7 @@ def softmax_hidden(rng):
 
 def ce_visible():
     return [
-        # seed 000: y = [0.8, 0.2], class 0 (the source's "class 1") -> dv = [-0.2, 0.2]
+        # the BPTT tutorial: y = [0.8, 0.2], class 0 (the source's "class 1") -> dv = [-0.2, 0.2]
         {"v": np.array([[np.log(4.0), 0.0]]), "targets": np.array([0])},
         {"v": np.array([[np.log(4.0), 0.0], [0.0, 0.0], [1000.0, 0.0]]),
          "targets": np.array([0, 1, 1])},
@@ -162,6 +180,10 @@ def ce_hidden(rng):
     for n, c in SHAPES + ((5, 3),):
         scale = 1e3 if (n, c) == (5, 3) else 2.0
         cases.append({"v": _logits(rng, n, c, scale), "targets": rng.integers(0, c, n)})
+    # a correct class 1000 below the best logit: its probability underflows to 0
+    extreme = cases[-1]
+    row, target = extreme["v"][0], extreme["targets"][0]
+    row[target] = np.delete(row, target).max() - 1000.0
     return cases
 
 
@@ -184,10 +206,12 @@ def sb_hidden(rng):
 
 EXERCISES_SPEC = [
     ExerciseSpec("softmax", 2, softmax, softmax_visible, softmax_hidden, S_STABLE,
-                 "rows sum to one; seed 000's [0.8, 0.2]; logits of 1000 stay finite"),
+                 "rows sum to one; the BPTT tutorial's [0.8, 0.2]; logits of 1000 stay finite",
+                 dims=batch_dims),
     ExerciseSpec("cross_entropy", 3, cross_entropy, ce_visible, ce_hidden, S_CE,
-                 "loss and dv; seed 000's example gives dv = [-0.2, 0.2]",
-                 output_names=("loss", "dv")),
+                 "loss and dv; the BPTT tutorial's example gives dv = [-0.2, 0.2]",
+                 output_names=("loss", "dv"), dims=batch_dims),
     ExerciseSpec("softmax_backward", 2, softmax_backward, sb_visible, sb_hidden, S_JACOBIAN,
-                 "J^T dy_hat row by row; the seed 000 example again gives [-0.2, 0.2]"),
+                 "J^T dy_hat row by row; the BPTT tutorial's example again gives [-0.2, 0.2]",
+                 dims=batch_dims),
 ]

@@ -5,16 +5,17 @@ import numpy as np
 
 from course_lib import rnn
 
-from . import ExerciseSpec, MistakeEdit
+from . import ExerciseSpec, MistakeEdit, Read, prelude
 
 ASSIGNMENT = "03_bptt"
-PRELUDE = "import numpy as np\n\nfrom course_lib.checks import check\n"
+PRELUDE = prelude()
 
-S_STEP = "Chapter 3, 'One step backward' (03_bptt.html)"
-S_RECURSION = "Chapter 3, 'The recursion for dL/dh_t' (03_bptt.html)"
-S_SUM = "Chapter 3, 'Shared weights: gradients summed over time' (03_bptt.html)"
-S_LOSS = "Chapter 3, 'Many-to-many and many-to-one' (03_bptt.html)"
-S_RELU = "Chapter 3, 'The ReLU worked example' (03_bptt.html)"
+S_STEP = Read("03_bptt", "ch3-recursion")
+S_RECURSION = Read("03_bptt", "ch3-recursion")
+S_SUM = Read("03_bptt", "ch3-shared-weights")
+S_LOSS = Read("03_bptt", "ch3-modes")
+S_RELU = Read("03_bptt", "ch3-relu-example")
+S_SLIP = Read("03_bptt", "ch3-wrong-step")
 
 SOLUTIONS = {
     "rnn_step_backward": '''def rnn_step_backward(dh_t, x_t, h_prev, h_t, W_xh, W_hh):
@@ -96,7 +97,7 @@ SOLUTIONS = {
     ### END SOLUTION
 ''',
     "relu_rnn_example": '''def relu_rnn_example(u, v, w, ys):
-    """Seed 001's scalar ReLU RNN: forward pass, loss and dL/du, dL/dv, dL/dw.
+    """The ReLU exercise's scalar ReLU RNN: forward pass, loss and dL/du, dL/dv, dL/dw.
 
     h_0 = 0;  h_t = relu(w h_{t-1} + v y_{t-1});  y_hat_t = u h_t   for t = 1..T,
     L = (1/T) sum_t (y_hat_t - y_t)^2  (MSE: the mean over the T predictions).
@@ -150,9 +151,10 @@ MISTAKES = [
         (('"W_hh": da_t.T @ h_prev', '"W_hh": da_t.T @ h_t'),)),
     MistakeEdit(
         "rnn_step_backward", "tanh derivative taken at the wrong step",
-        "h_t = tanh(a_t), so dh_t/da_t = 1 - h_t^2 uses this step's output h_t, not "
-        "h_{t-1} (seed 000 makes this slip).", S_STEP,
-        (("dh_t * (1 - h_t ** 2)", "dh_t * (1 - h_prev ** 2)"),)),
+        "dh_t/dh_{t-1} = diag(1 - h_t^2) W_hh: the derivative belongs to the step that "
+        "h_{t-1} feeds into, so dL/dh_{t-1} = (dL/dh_t * (1 - h_t^2)) @ W_hh. Writing "
+        "1 - h_{t-1}^2 there is the slip of a widely read tutorial.", S_SLIP,
+        (("dh_prev = da_t @ W_hh", "dh_prev = (dh_t * (1 - h_prev ** 2)) @ W_hh"),)),
     MistakeEdit(
         "rnn_bptt", "dh not carried into the previous step",
         "dL/dh_t has two parts: the one from the output v_t and the one arriving from "
@@ -177,6 +179,12 @@ MISTAKES = [
         "W_hh^T da_t).", S_RECURSION,
         (("dh_next = da @ W_hh", "dh_next = da @ W_hh.T"),)),
     MistakeEdit(
+        "rnn_bptt", "tanh derivative taken at the wrong step",
+        "dh_{t+1}/dh_t = diag(1 - h_{t+1}^2) W_hh: going back from step t+1 to step t "
+        "multiplies by the derivative of step t+1, not 1 - h_t^2 (the slip of a widely "
+        "read tutorial).", S_SLIP,
+        (("dh_next = da @ W_hh", "dh_next = (dh * (1 - hs[t] ** 2)) @ W_hh"),)),
+    MistakeEdit(
         "rnn_bptt", "loss summed over time instead of averaged",
         "The many-to-many loss is the mean over all T*B predictions: divide by T*B, not "
         "by B only.", S_LOSS,
@@ -184,7 +192,7 @@ MISTAKES = [
     MistakeEdit(
         "relu_rnn_example", "dL/dv computed without backpropagation through time",
         "v enters every h_t, and h_t feeds h_{t+1}: dL/dv needs the same recursion as "
-        "dL/dw (seed 001 claims otherwise; it is wrong).", S_RELU,
+        "dL/dw (the ReLU exercise claims otherwise; it is wrong).", S_RELU,
         (("dv += da * ys[t - 1]", "dv += dy_hat[t - 1] * u * (a[t] > 0) * ys[t - 1]"),)),
     MistakeEdit(
         "relu_rnn_example", "ReLU derivative treated as 1 everywhere",
@@ -228,6 +236,21 @@ def relu_rnn_example(u, v, w, ys):
 
 
 # ---------------------------------------------------------------- cases
+def step_dims(case):
+    (B, D), H = np.shape(case["x_t"]), np.shape(case["h_t"])[1]
+    return {"B": B, "D": D, "H": H}
+
+
+def seq_dims(case):
+    T, B, D = np.shape(case["xs"])
+    H, C = np.shape(case["params"]["W_hh"])[0], np.shape(case["params"]["W_hy"])[0]
+    return {"T": T, "B": B, "D": D, "H": H, "C": C}
+
+
+def relu_dims(case):
+    return {"T": len(case["ys"]) - 1}
+
+
 def _step_case(rng, B, D, H):
     W_xh = rng.standard_normal((H, D)) / np.sqrt(D)
     W_hh = rng.standard_normal((H, H)) / np.sqrt(H)
@@ -292,7 +315,7 @@ def bptt_hidden(rng):
 
 
 def relu_visible():
-    """Seed 001's example (all weights 0.5, y = 0, 1, -1, 2) and a variant in which
+    """The ReLU exercise's example (all weights 0.5, y = 0, 1, -1, 2) and a variant in which
     every step is active."""
     return [{"u": 0.5, "v": 0.5, "w": 0.5, "ys": np.array([0.0, 1.0, -1.0, 2.0])},
             {"u": 0.5, "v": 0.5, "w": 0.5, "ys": np.array([1.0, 2.0, 1.0, 2.0])}]
@@ -318,10 +341,10 @@ def relu_hidden(rng):
 EXERCISES_SPEC = [
     ExerciseSpec("rnn_step_backward", 3, rnn_step_backward, step_visible, step_hidden,
                  S_STEP, "dx_t, dh_prev and the step's weight gradients",
-                 output_names=("dx_t", "dh_prev", "grads")),
+                 output_names=("dx_t", "dh_prev", "grads"), dims=step_dims),
     ExerciseSpec("rnn_bptt", 4, rnn_bptt, bptt_visible, bptt_hidden, S_RECURSION,
                  "loss and all gradients, many-to-many and many-to-one",
-                 output_names=("loss", "grads")),
+                 output_names=("loss", "grads"), dims=seq_dims),
     ExerciseSpec("relu_rnn_example", 2, relu_rnn_example, relu_visible, relu_hidden, S_RELU,
-                 "seed 001's ReLU RNN: h, y_hat, losses and du, dv, dw"),
+                 "the ReLU exercise's ReLU RNN: h, y_hat, losses and du, dv, dw", dims=relu_dims),
 ]

@@ -3,17 +3,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from course_lib import optim, rnn, truncation
+from course_lib import losses, optim, rnn, truncation
 
-from . import ExerciseSpec, MistakeEdit
+from . import ExerciseSpec, MistakeEdit, Read, prelude
+from .a03_bptt import seq_dims
 
 ASSIGNMENT = "04_truncation"
-PRELUDE = "import numpy as np\n\nfrom course_lib.checks import check\n"
+PRELUDE = prelude()
 
-S_TBPTT = "Chapter 4, 'TBPTT(k1, k2)' (04_truncation.html)"
-S_CARRY = "Chapter 4, 'Carrying the hidden state' (04_truncation.html)"
-S_TRAIN = "Chapter 4, 'Training with TBPTT' (04_truncation.html)"
-S_DETACH = "Chapter 4, 'Where the gradient stops: detaching k2 steps back' (04_truncation.html)"
+S_TBPTT = Read("04_truncation", "ch4-definition")
+S_CARRY = Read("04_truncation", "ch4-carry")
+S_TRAIN = Read("04_truncation", "ch4-definition")
+S_DETACH = Read("04_truncation", "ch4-definition")
 
 SOLUTIONS = {
     "tbptt_gradients": '''def tbptt_gradients(params, xs, targets, k1, k2, h0):
@@ -88,7 +89,9 @@ SOLUTIONS = {
     As in tbptt_gradients, but after every update the parameters change,
     W <- W - lr * dL/dW, and the following steps run with the new parameters. The
     hidden states already computed are kept (they are not recomputed), and the hidden
-    state is carried across updates.
+    state is carried across updates. The backward pass through a step of an earlier
+    block may use either the current W_hh or the W_hh that step ran with (a buffer of
+    step caches that keep their weights): both are accepted.
 
     Inputs:
     - params: dict W_xh (H, D), W_hh (H, H), b_h (H,), W_hy (C, H), b_y (C,);
@@ -157,6 +160,12 @@ MISTAKES = [
         S_CARRY,
         (("        h = hs[-1]\n", "        h = np.zeros_like(h0)\n        hs[-1] = h\n"),)),
     MistakeEdit(
+        "tbptt_gradients", "hidden state reset to h0 at every update",
+        "Only the gradient is truncated, not the forward pass: h0 is the state before the "
+        "whole sequence; each later block starts from the state the previous block ended in.",
+        S_CARRY,
+        (("        h = hs[-1]\n", "        h = h0\n        hs[-1] = h\n"),)),
+    MistakeEdit(
         "tbptt_gradients", "not detached: backpropagated through the whole history",
         "TBPTT(k1, k2) stops the backward pass k2 steps before the update point: the "
         "hidden state there is a constant (detached), so steps older than the window get "
@@ -173,6 +182,11 @@ MISTAKES = [
         "divide by k1*B (the last block's own length), not by B.", S_TBPTT,
         (("n = (end - start) * B", "n = B"),)),
     MistakeEdit(
+        "tbptt_gradients", "short last block averaged over k1 steps",
+        "When k1 does not divide T the last block is shorter: its loss is the mean over "
+        "ITS steps, so divide by (its length) * B, not by k1 * B.", S_TBPTT,
+        (("n = (end - start) * B", "n = k1 * B"),)),
+    MistakeEdit(
         "tbptt_train_sgd", "gradient added instead of subtracted",
         "Gradient DEscent: W <- W - lr * dL/dW.", S_TRAIN,
         (("params[k] = params[k] - lr * grads[k]", "params[k] = params[k] + lr * grads[k]"),)),
@@ -186,6 +200,11 @@ MISTAKES = [
          ("    return {\"params\": params,",
           "    params = {k: params[k] - lr * total[k] for k in params}\n"
           "    return {\"params\": params,"))),
+    MistakeEdit(
+        "tbptt_train_sgd", "backpropagated k1 steps instead of k2",
+        "k1 says how often to update, k2 how far back to backpropagate: the window of "
+        "each update is the last k2 steps, whatever k1 is.", S_TBPTT,
+        (("window_start = max(end - k2, 0)", "window_start = max(end - k1, 0)"),)),
     MistakeEdit(
         "tbptt_train_sgd", "hidden state reset to zeros at every update",
         "Only the gradient is truncated, not the forward pass: each block starts from the "
@@ -222,10 +241,11 @@ def _case(rng, T, B, D, H, C, k1, k2, scale=0.9):
 
 def visible():
     """A fixed RNN (D = 2, H = 3, C = 2, B = 2) on T = 6 steps: TBPTT(2, 3), TBPTT(3, 2),
-    and TBPTT(6, 6), which is full BPTT."""
+    TBPTT(1, 3) (k2 - k1 = 2), TBPTT(4, 3) (a shorter last block of 2 steps) and
+    TBPTT(6, 6), which is full BPTT."""
     rng = np.random.default_rng(4)
     base = _case(rng, 6, 2, 2, 3, 2, 2, 3)
-    return [dict(base, k1=2, k2=3), dict(base, k1=3, k2=2), dict(base, k1=6, k2=6)]
+    return [dict(base, k1=k1, k2=k2) for k1, k2 in ((2, 3), (3, 2), (1, 3), (4, 3), (6, 6))]
 
 
 def hidden(rng):
@@ -240,9 +260,48 @@ def tbptt_train_sgd(params, xs, targets, k1, k2, lr, h0):
     return {"params": params, "loss": np.array(history["loss"]), "h_last": history["h_last"]}
 
 
+def tbptt_train_sgd_stored_weights(params, xs, targets, k1, k2, lr, h0):
+    """The other design the contract allows: each step's cache keeps the W_hh that step
+    ran with, and the backward pass through an older step uses that W_hh."""
+    params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
+    T, B, _ = xs.shape
+    hs, W_hh_then, block_losses = [np.asarray(h0, dtype=np.float64)], [], []
+    for start in range(0, T, k1):
+        end = min(start + k1, T)
+        p = params
+        for t in range(start, end):
+            hs.append(np.tanh(xs[t] @ p["W_xh"].T + hs[-1] @ p["W_hh"].T + p["b_h"]))
+            W_hh_then.append(p["W_hh"])
+        grads = {k: np.zeros_like(v) for k, v in p.items()}
+        loss, dh_out = 0.0, {}
+        for t in range(start, end):
+            value, dv = losses_ce(hs[t + 1] @ p["W_hy"].T + p["b_y"], targets[t])
+            loss += value * B / ((end - start) * B)
+            dv = dv * B / ((end - start) * B)
+            grads["W_hy"] += dv.T @ hs[t + 1]
+            grads["b_y"] += dv.sum(axis=0)
+            dh_out[t] = dv @ p["W_hy"]
+        dh = np.zeros_like(hs[0])
+        for t in range(end - 1, max(end - k2, 0) - 1, -1):
+            da = (dh + dh_out.get(t, 0.0)) * (1 - hs[t + 1] ** 2)
+            grads["W_xh"] += da.T @ xs[t]
+            grads["W_hh"] += da.T @ hs[t]
+            grads["b_h"] += da.sum(axis=0)
+            dh = da @ W_hh_then[t]
+        params = {k: p[k] - lr * grads[k] for k in p}
+        block_losses.append(loss)
+    return {"params": params, "loss": np.array(block_losses), "h_last": hs[T]}
+
+
+def losses_ce(v, targets):
+    """Mean cross-entropy over the batch and its gradient (course_lib.losses)."""
+    return losses.cross_entropy(v, targets)
+
+
 def train_visible():
-    """The same RNN and sequence as tbptt_gradients: TBPTT(2, 3) and TBPTT(3, 2), lr 0.5."""
-    return [dict(c, lr=0.5) for c in visible()[:2]]
+    """The same RNN and sequence as tbptt_gradients: TBPTT(2, 3), (3, 2), (1, 3) and
+    (4, 3), lr 0.5."""
+    return [dict(c, lr=0.5) for c in visible()[:4]]
 
 
 def train_hidden(rng):
@@ -251,7 +310,10 @@ def train_hidden(rng):
 
 EXERCISES_SPEC = [
     ExerciseSpec("tbptt_gradients", 5, tbptt_gradients, visible, hidden, S_TBPTT,
-                 "every update's t, loss and gradients, and h_T, for TBPTT(2, 3), (3, 2), (6, 6)"),
+                 "every update's t, loss and gradients, and h_T, for TBPTT(2, 3), (3, 2), (1, 3), (4, 3), (6, 6)",
+                 dims=seq_dims),
     ExerciseSpec("tbptt_train_sgd", 3, tbptt_train_sgd, train_visible, train_hidden, S_TRAIN,
-                 "parameters, losses and h_T after one pass of TBPTT(2, 3) and (3, 2) with SGD"),
+                 "the updates, losses and h_T of one pass of TBPTT(2, 3), (3, 2), (1, 3), (4, 3) with SGD",
+                 dims=seq_dims, updates_of=(("params", "params"),),
+                 accepted=(tbptt_train_sgd_stored_weights,)),
 ]

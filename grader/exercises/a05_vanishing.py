@@ -5,13 +5,15 @@ import numpy as np
 
 from course_lib import optim, rnn
 
-from . import ExerciseSpec, MistakeEdit
+from . import ExerciseSpec, MistakeEdit, Read, prelude
+from .a03_bptt import seq_dims
 
 ASSIGNMENT = "05_vanishing"
-PRELUDE = "import numpy as np\n\nfrom course_lib.checks import check\n"
+PRELUDE = prelude()
 
-S_PRODUCTS = "Chapter 5, 'Products of Jacobians' (05_vanishing.html)"
-S_CLIP = "Chapter 5, 'Gradient clipping' (05_vanishing.html)"
+S_PRODUCTS = Read("05_vanishing", "ch5-products")
+S_CLIP = Read("05_vanishing", "ch5-clipping")
+S_SLIP = Read("03_bptt", "ch3-wrong-step")
 
 SOLUTIONS = {
     "hidden_grad_norms": '''def hidden_grad_norms(params, xs, targets, h0):
@@ -82,13 +84,18 @@ MISTAKES = [
     MistakeEdit(
         "hidden_grad_norms", "tanh derivative taken at the wrong step",
         "dh_t/dh_{t-1} = diag(1 - h_t^2) W_hh: the derivative belongs to the step that "
-        "h_{t-1} feeds into, h_t, not to h_{t-1} itself.", S_PRODUCTS,
+        "h_{t-1} feeds into, h_t, not to h_{t-1} itself.", S_SLIP,
         (("(dh * (1 - hs[t] ** 2))", "(dh * (1 - hs[t - 1] ** 2))"),)),
     MistakeEdit(
         "hidden_grad_norms", "tanh derivative left out (powers of W_hh only)",
         "Each step back multiplies by diag(1 - h_t^2) as well as W_hh: saturated units "
         "(|h| near 1) shrink the gradient further.", S_PRODUCTS,
         (("dh = (dh * (1 - hs[t] ** 2)) @ W_hh", "dh = dh @ W_hh"),)),
+    MistakeEdit(
+        "hidden_grad_norms", "loss summed over the batch (no 1/B)",
+        "The loss is the MEAN cross-entropy over the B sequences of the batch, so "
+        "dL/dv_T = (softmax - onehot) / B and every dL/dh_t carries that 1/B.", S_PRODUCTS,
+        (("    dv /= B\n", ""),)),
     MistakeEdit(
         "clip_grad_norm", "clipped per parameter instead of by the global norm",
         "Norm clipping rescales all gradients by ONE factor computed from their total "
@@ -130,14 +137,19 @@ def _norms_case(rng, T, B, D, H, C, scale):
 
 
 def norms_visible():
-    """H = 2 with a non-symmetric W_hh, one sequence of T = 4 steps."""
+    """H = 2 with a non-symmetric W_hh, T = 4 steps: one sequence, then a batch of 3."""
     params = {"W_xh": np.array([[1.0], [0.5]]), "W_hh": np.array([[0.5, 1.0], [0.0, 0.5]]),
               "b_h": np.zeros(2), "W_hy": np.array([[1.0, 0.0], [0.0, 1.0]]),
               "b_y": np.zeros(2)}
     xs = np.array([1.0, 0.5, -0.5, 1.0]).reshape(4, 1, 1)
+    xs3 = np.array([[1.0, -0.5, 0.25], [0.5, 0.0, -1.0], [-0.5, 1.0, 0.5],
+                    [1.0, 0.5, -0.25]]).reshape(4, 3, 1)
     return [{"params": params, "xs": xs, "targets": np.array([0]), "h0": np.zeros((1, 2))},
             {"params": dict(params, W_hh=np.array([[1.5, -1.0], [0.5, 1.5]])), "xs": xs,
-             "targets": np.array([1]), "h0": np.array([[0.5, -0.5]])}]
+             "targets": np.array([1]), "h0": np.array([[0.5, -0.5]])},
+            # a batch of three sequences: the loss is their mean
+            {"params": params, "xs": xs3, "targets": np.array([0, 1, 1]),
+             "h0": np.zeros((3, 2))}]
 
 
 def norms_hidden(rng):
@@ -169,7 +181,7 @@ def clip_hidden(rng):
 
 EXERCISES_SPEC = [
     ExerciseSpec("hidden_grad_norms", 3, hidden_grad_norms, norms_visible, norms_hidden,
-                 S_PRODUCTS, "norms of dL/dh_t at every lag for a small RNN"),
+                 S_PRODUCTS, "norms of dL/dh_t at every lag for a small RNN", dims=seq_dims),
     ExerciseSpec("clip_grad_norm", 2, clip_grad_norm, clip_visible, clip_hidden, S_CLIP,
                  "global norm clipping: a 3-4-5 example, a norm below the threshold",
                  output_names=("clipped", "total_norm")),

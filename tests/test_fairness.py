@@ -1,0 +1,118 @@
+"""Fair grades, without a kernel: the same correct code passes for every student, and
+every catalogued mistake fails for every student, by a clear margin.
+
+For each exercise, honest implementations (the solution cell, the alternatives of
+tests/fixtures/honest: loops, einsum, recursion, other valid formulas, PyTorch
+conventions; and each of them computed in float32 and cast back) are judged on the
+visible cases and on the hidden cases of 100 student names. Each must pass; each
+catalogued mistake must fail on every case set, with its largest error at least
+MARGIN times the tolerance, while the honest float32 errors stay below half of it.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from course_lib import judging
+from grader import exercises as reg
+from grader import judge
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "honest"))
+from alternatives import ALTERNATIVES  # noqa: E402
+
+STUDENTS = [f"student{i:03d}" for i in range(100)]
+MARGIN = 100.0
+KEYS = sorted(reg.EXERCISES)
+REPO = Path(__file__).resolve().parent.parent
+
+
+def honest(key):
+    a, name = key
+    module = reg.MODULES[a]
+    solution = reg.compile_cell(module.PRELUDE, reg.strip_markers(module.SOLUTIONS[name]),
+                                name, name)
+    fns = [("solution cell", solution)] + ALTERNATIVES[name]
+    return fns + [(f"{label} in float32", judging.in_float32(fn)) for label, fn in fns]
+
+
+def _worst_ratio(ex, refs, refs32, cases, outs, accepted=()) -> float:
+    """Largest error / tolerance over all outputs of all cases (inf: wrong structure)."""
+    best = float("inf")
+    for option in [refs, *accepted]:
+        worst = 0.0
+        for ref, z, out, case in zip(option, refs32, outs, cases):
+            if out[0] != "ok":
+                return float("inf")
+            r, s, z = (judging.as_updates(t[1], case, ex.updates_of) for t in (ref, out, z))
+            z = judging.noise_tree(r, z)
+            # compare with a tolerance 1e6 times tighter to see every error's size
+            for m in judging.mismatches(r, s, ex.rtol * 1e-6, ex.atol * 1e-6):
+                if m["reason"] != "values":
+                    return float("inf")
+                tol = judging.tolerance(m["ref"], ex.rtol, ex.atol, _leaf(z, m["path"]))
+                worst = max(worst, m["max_abs"] / tol)
+        best = min(best, worst)
+    return best
+
+
+def _leaf(tree, path):
+    for p in path:
+        if tree is None:
+            return None
+        tree = tree[1][p]
+    return tree[1] if tree is not None else None
+
+
+def case_sets(ex):
+    yield "visible", judge.cases_for(ex, False)
+    for student in STUDENTS:
+        yield student, judge.cases_for(
+            ex, True, seed=judge.hidden_seed(student, ex.assignment, judge.DEFAULT_SALT))
+
+
+@pytest.mark.parametrize("key", KEYS, ids=["/".join(k) for k in KEYS])
+def test_honest_pass_and_mistakes_fail_for_100_students(key):
+    ex = reg.EXERCISES[key]
+    fns = honest(key)
+    honest_worst = {label: 0.0 for label, _ in fns}
+    mistake_least = {m.name: float("inf") for m in ex.mistakes}
+    for who, cases in case_sets(ex):
+        refs = judge.references(ex, cases)
+        refs32 = judge.float32_references(ex, cases)
+        accepted = [judging.outputs_of(fn, cases) for fn in ex.accepted]
+        for label, fn in fns:
+            ratio = _worst_ratio(ex, refs, refs32, cases, judging.outputs_of(fn, cases), accepted)
+            honest_worst[label] = max(honest_worst[label], ratio)
+            assert ratio <= 0.5, f"{label} fails for {who}: error {ratio:.3g} x tolerance"
+        for m in ex.mistakes:
+            ratio = _worst_ratio(ex, refs, refs32, cases, judging.outputs_of(m.fn, cases), accepted)
+            mistake_least[m.name] = min(mistake_least[m.name], ratio)
+            assert ratio >= MARGIN, f"{m.name!r} passes or nearly passes for {who} ({ratio:.3g})"
+    print(f"\n{key[1]}: worst honest error / tolerance "
+          + ", ".join(f"{k} {v:.2g}" for k, v in honest_worst.items()))
+    print(f"{key[1]}: least mistake error / tolerance "
+          + ", ".join(f"{k} {v:.3g}" for k, v in mistake_least.items()))
+
+
+def test_a_real_student_style_float32_answer_gets_full_marks_through_the_judge():
+    """The verdict path itself (not only the ratios): float32 rnn_bptt passes."""
+    ex = reg.EXERCISES[("03_bptt", "rnn_bptt")]
+    fn = judging.in_float32(ALTERNATIVES["rnn_bptt"][1][1])
+    for who in STUDENTS[:5]:
+        cases = judge.cases_for(ex, True, seed=judge.hidden_seed(who, "03_bptt", "s"))
+        v = judge.judge_fn(ex, cases, fn, hidden=True)
+        assert v.passed, v.message
+
+
+def test_the_regrade_fingerprint_covers_the_judge_and_the_pointers():
+    """Changing the tolerance, the diagnosis, the registry or a book heading regrades."""
+    from grader import pipeline
+
+    files = {p.resolve() for p in pipeline.fingerprint_files(REPO, "03_bptt")}
+    for rel in ("course_lib/judging.py", "course_lib/checks.py", "grader/judge.py",
+                "grader/cells.py", "grader/exercises/__init__.py",
+                "grader/exercises/a03_bptt.py", "book/03_bptt.md", "_config.yml"):
+        assert (REPO / rel).resolve() in files, rel
