@@ -421,13 +421,13 @@ def test_feedback_shows_no_machine_paths(hostile_class):
     root, _ = hostile_class
     folders = [p for p in scrub.machine_folders(str(root)) if len(p) > 1]
     graded = (root / "grader" / "autograded" / "nosy" / A / f"{A}.ipynb").read_text()
-    assert sys.prefix in graded and str(root) in graded
+    assert sys.prefix in graded
     for path in pages(root):
         text = path.read_text(errors="replace")
         leaks = [f for f in folders if f in text]
         assert not leaks, (path, leaks)
     nosy_page = (root / "grader" / "feedback" / "nosy" / A / f"{A}.html").read_text()
-    assert "[site-packages]/numpy/" in nosy_page and "[course]/grader/autograded" in nosy_page
+    assert "[site-packages]/numpy/" in nosy_page and "prefix [venv]" in nosy_page
     assert "LinAlgError" in nosy_page
 
 
