@@ -81,6 +81,10 @@ c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.ClearHiddenTests",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
+# ---- feedback pages run nothing: sanitized, a script-free Content-Security-Policy, and
+# the machine's folders shown as [course], [venv], [tmp]... (grader/inert.py)
+c.GenerateFeedback.exporter_class = "grader.inert.InertHTMLExporter"
+c.InertHTMLExporter.course_root = ROOT
 
 # ---- LMS zip downloads (python -m grader grade --zip FILE): files named
 # <student>_<assignment>.ipynb, possibly inside folders, e.g. "ada_03_bptt.ipynb"

@@ -34,7 +34,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import nbapi, registry
+from . import gradebook, inert, nbapi, registry, scrub
 from .sandbox.rundir import make_run_root
 
 STUDENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -325,14 +325,13 @@ def _failure_reason(log: str) -> str:
 def _write_failure_feedback(root: Path, student: str, assignment: str, reason: str) -> None:
     folder = root / "grader" / "feedback" / student / assignment
     folder.mkdir(parents=True, exist_ok=True)
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{assignment}: feedback"
-            f"</title></head><body><h1>{html.escape(assignment)}: not graded</h1>"
+    reason = scrub.scrub_paths(reason, course_root=str(root))
+    body = (f"<h1>{html.escape(assignment)}: not graded</h1>"
             f"<p>Student: {html.escape(student)}</p><p><strong>Your submission could not be "
             f"graded:</strong> {html.escape(reason)}. Score: 0.</p><p>Fix this and submit "
             f"again; check your notebook first with "
-            f"<code>python -m grader check {html.escape(assignment)}.ipynb</code>.</p>"
-            "</body></html>")
-    (folder / f"{assignment}.html").write_text(page)
+            f"<code>python -m grader check {html.escape(assignment)}.ipynb</code>.</p>")
+    (folder / f"{assignment}.html").write_text(inert.page(f"{assignment}: feedback", body))
 
 
 def grade_one(student: str, assignment: str, note: str = "") -> dict:
@@ -353,6 +352,9 @@ def grade_one(student: str, assignment: str, note: str = "") -> dict:
         fb = _API.generate_feedback(assignment, student, force=True)
         if not fb.get("success"):
             status, reason = "feedback failed", _failure_reason(fb.get("log", ""))
+        else:  # only the feedback page is served to the student, nothing their code wrote
+            inert.keep_only_pages(root / "grader" / "feedback" / student / assignment,
+                                  [f"{assignment}.html"])
     else:
         status = "not graded"
         reason = problem or _failure_reason(result.get("log", "") + result.get("error", ""))
@@ -379,6 +381,8 @@ def default_workers() -> int:
 def grade(root: Path | str | None = None, workers: int | None = None, zip_path=None,
           assignment: str | None = None, sandbox: bool = True, progress: bool = True,
           force: bool = False, log=print) -> RunSummary:
+    """Grade the class (see the module doc); the gradebook keeps a copy that comes back
+    if the run fails or damages it (grader/gradebook.py)."""
     root = Path(root or nbapi.REPO_ROOT).resolve()
     t0 = time.perf_counter()
     nbapi.prepare_environment()
@@ -402,7 +406,8 @@ def grade(root: Path | str | None = None, workers: int | None = None, zip_path=N
     os.environ["COURSE_ROOT"] = str(root)
     os.environ["COURSE_RUN_DIR"] = make_run_root()
     try:
-        return _grade(root, t0, workers, zip_path, assignment, progress, force, log)
+        with gradebook.protected(root, root / "grader" / STATE_FILE, log=log):
+            return _grade(root, t0, workers, zip_path, assignment, progress, force, log)
     finally:
         shutil.rmtree(os.environ.pop("COURSE_RUN_DIR"), ignore_errors=True)
 

@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from . import nbapi
+from . import inert, nbapi
 
 CSV_FIELDS = ["student", "assignment", "score", "max_score", "auto_score", "auto_max_score",
               "needs_manual_grade", "status", "note", "sandboxed"]
@@ -71,6 +71,49 @@ def load_verdicts(root: Path, present: set) -> list[dict]:
     return out
 
 
+BINS = [i / 10 for i in range(11)]  # autograded score fraction, ten bins
+
+
+def report_data(grades: list[dict], verdicts: list[dict]) -> dict:
+    """The numbers behind the report (also written as report/data.json):
+
+    * ``score_fractions[a]``: each submission's autograded score / autograded maximum;
+    * ``histogram[a]``: how many of those fall in each of the ten ``BINS`` (the last bin
+      includes 1.0), i.e. the bars of scores.png;
+    * ``tests[test]``: [submissions that passed it, submissions graded on it];
+    * ``mistakes``: [[test: mistake, submissions], ...], most frequent first (top 15);
+    * ``not_graded``: [[student, assignment, reason], ...];
+    * ``unsandboxed``: how many submissions were graded with ``--no-sandbox``.
+    """
+    import numpy as np
+
+    fractions = collections.defaultdict(list)
+    for g in grades:
+        mx = float(g["auto_max_score"] or 0)
+        fractions[g["assignment"]].append(float(g["auto_score"] or 0) / mx if mx else 0.0)
+    tests = collections.defaultdict(lambda: [0, 0])
+    mistakes = collections.Counter()
+    for v in verdicts:
+        for t in v["tests"]:
+            key = f"{v['assignment']}:{t['name']}"
+            tests[key][1] += 1
+            tests[key][0] += bool(t["passed"])
+            if t.get("mistake"):
+                mistakes[f"{key}: {t['mistake']}"] += 1
+    return {
+        "students": len({g["student"] for g in grades}),
+        "submissions": len(grades),
+        "score_fractions": {a: sorted(f) for a, f in sorted(fractions.items())},
+        "histogram": {a: np.histogram(f, bins=BINS)[0].tolist()
+                      for a, f in sorted(fractions.items())},
+        "tests": {k: tests[k] for k in sorted(tests)},
+        "mistakes": [[k, n] for k, n in mistakes.most_common(15)],
+        "not_graded": [[g["student"], g["assignment"], g["note"]] for g in grades
+                       if g["status"] == "not graded"],
+        "unsandboxed": sum(g.get("sandboxed") == "no" for g in grades),
+    }
+
+
 def write_report(root: Path, present: set) -> Path:
     import matplotlib
 
@@ -80,19 +123,16 @@ def write_report(root: Path, present: set) -> Path:
 
     out = root / "grader" / "report"
     out.mkdir(parents=True, exist_ok=True)
-    grades = list(csv.DictReader(open(root / "grader" / "grades.csv")))
-    verdicts = load_verdicts(root, present)
+    with open(root / "grader" / "grades.csv") as fh:
+        grades = list(csv.DictReader(fh))
+    data = report_data(grades, load_verdicts(root, present))
+    (out / "data.json").write_text(json.dumps(data, indent=1))
 
-    # score distribution per assignment (auto-graded part, as a fraction)
-    by_assignment = collections.defaultdict(list)
-    for g in grades:
-        mx = float(g["auto_max_score"] or 0)
-        by_assignment[g["assignment"]].append(float(g["auto_score"] or 0) / mx if mx else 0.0)
-    names = sorted(by_assignment)
+    names = list(data["histogram"])
     fig, axes = plt.subplots(1, max(1, len(names)), figsize=(3.2 * max(1, len(names)), 2.8),
                              squeeze=False, sharey=True)
     for ax, a in zip(axes[0], names):
-        ax.hist(by_assignment[a], bins=[i / 10 for i in range(11)], color="#4477aa")
+        ax.stairs(data["histogram"][a], BINS, fill=True, color="#4477aa")
         ax.set_title(a)
         ax.set_xlabel("autograded score (fraction)")
     axes[0][0].set_ylabel("students")
@@ -101,17 +141,8 @@ def write_report(root: Path, present: set) -> Path:
     fig.savefig(out / "scores.png", dpi=90)
     plt.close(fig)
 
-    # pass rate per test
-    tests = collections.defaultdict(lambda: [0, 0])
-    mistakes = collections.Counter()
-    for v in verdicts:
-        for t in v["tests"]:
-            key = f"{v['assignment']}:{t['name']}"
-            tests[key][1] += 1
-            tests[key][0] += bool(t["passed"])
-            if t.get("mistake"):
-                mistakes[f"{v['assignment']}:{t['name']}: {t['mistake']}"] += 1
-    tnames = sorted(tests)
+    tests = data["tests"]
+    tnames = list(tests)
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(tnames) + 1.2))
     ax.barh(tnames, [tests[k][0] / tests[k][1] for k in tnames], color="#228833")
     ax.set_xlim(0, 1)
@@ -121,7 +152,7 @@ def write_report(root: Path, present: set) -> Path:
     fig.savefig(out / "pass_rate.png", dpi=90)
     plt.close(fig)
 
-    top = mistakes.most_common(15)
+    top = data["mistakes"]
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(top) + 1.2))
     if top:
         ax.barh([k[:70] for k, _ in top], [n for _, n in top], color="#ee6677")
@@ -140,30 +171,29 @@ def write_report(root: Path, present: set) -> Path:
                        for r in rows)
         return f"<table><tr>{head}</tr>{body}</table>"
 
-    not_graded = [(g["student"], g["assignment"], g["note"]) for g in grades
-                  if g["status"] == "not graded"]
-    n_plain = sum(g.get("sandboxed") == "no" for g in grades)
+    fractions = data["score_fractions"]
+    not_graded = data["not_graded"]
+    n_plain = data["unsandboxed"]
     unsandboxed = (f"<p><strong>Warning: {n_plain} submission(s) were graded without the "
                    "sandbox (--no-sandbox): their code ran with the grader's rights; see the "
                    "column sandboxed of grades.csv.</strong></p>\n" if n_plain else "")
-    page = f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>Grading report</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left}}</style>
-</head><body>
-<h1>Grading report</h1>
-<p>{len({g['student'] for g in grades})} students, {len(grades)} submissions.</p>
-{unsandboxed}<h2>Score distribution per assignment</h2><img src="scores.png" alt="score histograms">
+    # the page is one file: its plots are embedded (the PNGs stay beside it for reuse)
+    plot = {name: inert.data_uri(out / f"{name}.png")
+            for name in ("scores", "pass_rate", "mistakes")}
+    body = f"""<h1>Grading report</h1>
+<p>{data['students']} students, {data['submissions']} submissions.</p>
+{unsandboxed}<h2>Score distribution per assignment</h2><img src="{plot['scores']}" alt="score histograms">
 {table(["assignment", "submissions", "mean autograded fraction"],
-       [(a, len(by_assignment[a]), f"{sum(by_assignment[a]) / len(by_assignment[a]):.2f}")
-        for a in names])}
-<h2>Pass rate per test</h2><img src="pass_rate.png" alt="pass rate per test">
-{table(["test", "passed", "graded"], [(k, tests[k][0], tests[k][1]) for k in tnames])}
-<h2>Most frequent diagnosed mistakes</h2><img src="mistakes.png" alt="most frequent mistakes">
+       [(a, len(f), f"{sum(f) / len(f):.2f}") for a, f in fractions.items()])}
+<h2>Pass rate per test</h2><img src="{plot['pass_rate']}" alt="pass rate per test">
+{table(["test", "passed", "graded"], [(k, p, n) for k, (p, n) in tests.items()])}
+<h2>Most frequent diagnosed mistakes</h2><img src="{plot['mistakes']}" alt="most frequent mistakes">
 {table(["mistake", "submissions"], top)}
 <h2>Submissions that could not be graded</h2>
 {table(["student", "assignment", "reason"], not_graded) if not_graded else "<p>None.</p>"}
-</body></html>
 """
-    (out / "index.html").write_text(page)
+    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+             "table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}")
+    (out / "index.html").write_text(inert.page("Grading report", body, style))
     return out / "index.html"

@@ -52,7 +52,7 @@ ENV = {
 OUTPUT = {"grader/autograded", "grader/feedback", "grader/verdicts", "grader/report",
           "grader/gradebook.db", "grader/gradebook.db-journal", "grader/grades.csv",
           "grader/grades.tmp", "grader/grading_state.json", "grader/grading_state.tmp",
-          "grader/downloaded", "grader/secret"}
+          "grader/downloaded", "grader/secret", "grader/backup"}
 
 
 def tree_digest(root: Path, skip=()) -> dict[str, str]:

@@ -140,8 +140,22 @@ def _grades(root: Path) -> dict:
 
 
 def _feedback_text(root: Path, student: str, assignment: str) -> str:
-    page = (root / "grader" / "feedback" / student / assignment / f"{assignment}.html").read_text()
-    return html.unescape(re.sub(r"<[^>]+>", " ", page))
+    """The page's text as a browser shows it: tags are removed, not replaced by spaces
+    (syntax highlighting wraps each token, and spaces would turn ``hidden=True`` into
+    ``hidden = True``, which a check for the first could never find)."""
+    return _page_text(root / "grader" / "feedback" / student / assignment / f"{assignment}.html")
+
+
+def _page_text(path: Path) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", "", path.read_text()))
+
+
+def _hidden_calls(root: Path, student: str, assignment: str) -> list[str]:
+    """The hidden-test lines of the autograded notebook (it keeps them; feedback must not)."""
+    nb = nbformat.read(root / "grader" / "autograded" / student / assignment /
+                       f"{assignment}.ipynb", as_version=4)
+    return [line.strip() for cell in nb.cells if cell.cell_type == "code"
+            for line in cell.source.splitlines() if "hidden=True" in line]
 
 
 def test_every_submission_gets_its_expected_score(graded_class):
@@ -154,11 +168,22 @@ def test_every_submission_gets_its_expected_score(graded_class):
 
 def test_feedback_names_each_mistake_and_hides_hidden_tests(graded_class):
     root, expected, _ = graded_class
+    checked = 0
     for (student, a), (_, mistake) in expected.items():
         text = _feedback_text(root, student, a)
+        if (root / "grader" / "autograded" / student / a).is_dir():
+            # positive control: the hidden calls exist, and their visible twins (same
+            # tokens minus the flag) are found in the page, so a leak would be found too
+            hidden = _hidden_calls(root, student, a)
+            assert hidden, f"{student}/{a}: the autograded notebook has no hidden test"
+            for line in hidden:
+                assert line not in text, (student, a, line)
+                assert line.replace(", hidden=True", "") in text, (student, a, line)
+            checked += 1
         assert "BEGIN HIDDEN TESTS" not in text and "hidden=True" not in text, (student, a)
         if mistake:
             assert f"Looks like: {mistake}" in text, (student, a)
+    assert checked >= len(expected) - 2  # all but the corrupt and the empty submission
 
 
 def test_broken_submissions_are_reported_not_fatal(graded_class):
@@ -172,13 +197,57 @@ def test_broken_submissions_are_reported_not_fatal(graded_class):
     assert all(t["kind"] == "no_record" for t in cheat["tests"])
 
 
-def test_report_and_outputs_exist(graded_class):
-    root, _, _ = graded_class
-    report = (root / "grader" / "report" / "index.html").read_text()
+def _expected_report(root: Path, expected: dict) -> dict:
+    """The report's numbers for the known class, from what each student submitted: a
+    catalogued mistake fails exactly its function's test, the unmodified notebook and
+    the patched checker fail every test, the always-equal object fails affine."""
+    reg = _registry()
+    tests, mistakes, fractions = {}, {}, {}
+    for (student, a), (score, mistake) in expected.items():
+        fns = [fn for aa, fn in reg.EXERCISES if aa == a]
+        fractions.setdefault(a, []).append(
+            score / sum(reg.EXERCISES[(a, fn)].points for fn in fns))
+        if not (root / "grader" / "verdicts" / student / f"{a}.json").is_file():
+            continue  # not graded (corrupt, empty): no test ran
+        # the mistake's function is in the student's name (longest match: rnn_step_backward
+        # rather than rnn_step)
+        wrong = max((fn for fn in fns if student.startswith(f"m-{a[:2]}-{_safe(fn)}-")),
+                    key=len, default=None)
+        failing = {"unmodified": fns, "cheat-check": fns, "eq-true": ["affine"]}.get(
+            student, [wrong])
+        for fn in fns:
+            count = tests.setdefault(f"{a}:{fn}", [0, 0])
+            count[0] += fn not in failing
+            count[1] += 1
+        if mistake:
+            key = f"{a}:{wrong}: {mistake}"
+            mistakes[key] = mistakes.get(key, 0) + 1
+    return {"tests": tests, "mistakes": mistakes, "fractions": fractions}
+
+
+def test_report_shows_the_class_numbers(graded_class):
+    """The report's data (report/data.json: what its plots and tables are drawn from) is
+    what the known class must give, and the page's tables show the same numbers."""
+    root, expected, _ = graded_class
+    want = _expected_report(root, expected)
+    data = json.loads((root / "grader" / "report" / "data.json").read_text())
+    assert data["tests"] == want["tests"]
+    assert len(data["mistakes"]) == min(15, len(want["mistakes"]))
+    assert all(want["mistakes"].get(k) == n for k, n in data["mistakes"]), data["mistakes"]
+    assert data["score_fractions"] == {a: sorted(f) for a, f in want["fractions"].items()}
+    for a, fractions in want["fractions"].items():
+        bars = [0] * 10
+        for f in fractions:
+            bars[min(int(f * 10 + 1e-9), 9)] += 1
+        assert data["histogram"][a] == bars, a
+    assert {(s, a) for s, a, _ in data["not_graded"]} == {("corrupt", "00_demo"),
+                                                         ("empty", "00_demo")}
+    page = (root / "grader" / "report" / "index.html").read_text()
+    for test, (passed, graded) in want["tests"].items():
+        row = f"<tr><td>{html.escape(test)}</td><td>{passed}</td><td>{graded}</td></tr>"
+        assert row in page, row
     for png in ("scores.png", "pass_rate.png", "mistakes.png"):
         assert (root / "grader" / "report" / png).stat().st_size > 1000
-        assert png in report
-    assert "missing transpose of w" in report
     db = root / "grader" / "gradebook.db"
     import sqlite3
 
@@ -240,7 +309,7 @@ def test_killed_run_resumes_with_identical_grades(graded_class, tmp_path):
     copy = tmp_path / "course"
     shutil.copytree(root, copy, ignore=shutil.ignore_patterns(
         "autograded", "feedback", "verdicts", "report", "gradebook.db", "grades.csv",
-        "grading_state.json", "downloaded"))
+        "grading_state.json", "downloaded", "backup"))
     demo = {k: v for k, v in expected.items() if k[1] == "00_demo"}
     proc = subprocess.Popen([sys.executable, "-m", "grader", "grade", "--root", str(copy), "-q",
                              "--assignment", "00_demo"], cwd=REPO, env=ENV,

@@ -1,0 +1,142 @@
+"""The gradebook is never lost: a ``grade`` run works on a gradebook that has a copy.
+
+``protected(root, state_path)`` wraps the part of a run that writes the gradebook:
+
+* before: the gradebook must be readable (``PRAGMA integrity_check``); a damaged or
+  missing one is replaced by the last copy, and the run state (grading_state.json)
+  goes back with it, so every submission graded after that copy is graded again.
+* whenever the gradebook passes the check (before and after the run), an online copy
+  (SQLite's backup API, safe while another process has the file open) is written to
+  ``grader/backup/gradebook.db``, with the run state beside it;
+* after: a run that failed (an exception, Ctrl-C) or left the gradebook damaged gets
+  the copy back the same way.
+
+A run killed outright (SIGKILL, power cut) cannot restore anything itself: SQLite's
+journal rolls back the unfinished write when the file is next opened, and the next
+run's check restores the copy if the file is damaged anyway. A readable gradebook is
+kept after a kill or a failure, with the grades of every submission that finished, so
+the re-run grades only what had not finished.
+
+Only SQLite gradebooks are files this process can copy. A server database
+(``COURSE_DB_URL=postgresql://...``) commits each write in a transaction, survives a
+killed client, and is out of the sandboxed kernels' reach (they have no network); back
+it up with the server's own tools (``pg_dump`` before a grading session, or continuous
+archiving). Every path here is fixed by the course configuration, none by a submission.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+from . import nbapi
+
+
+def sqlite_file(root: Path) -> Path | None:
+    """The gradebook's file when the course's db_url is SQLite on disk, else None."""
+    from sqlalchemy.engine import make_url
+
+    if not (root / "nbgrader_config.py").is_file():
+        return None  # not a course root: the run stops before any gradebook is opened
+    url = make_url(nbapi.load_config(root).CourseDirectory.db_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database).absolute()
+
+
+def problem(db: Path) -> str:
+    """Why ``db`` is not a usable gradebook ('' when it is)."""
+    if not db.is_file() or db.is_symlink():
+        return "the file is missing" if not os.path.lexists(db) else "not a regular file"
+    try:
+        with contextlib.closing(sqlite3.connect(db)) as con:
+            rows = con.execute("PRAGMA integrity_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    return "" if rows == [("ok",)] else "; ".join(str(r[0]) for r in rows[:3])
+
+
+def _copy(src: Path, dest: Path) -> None:
+    """An online SQLite copy of ``src`` into ``dest``, replaced atomically."""
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    with contextlib.closing(sqlite3.connect(src)) as s, \
+            contextlib.closing(sqlite3.connect(tmp)) as d:
+        s.backup(d)
+    for stale in (dest.with_name(dest.name + "-journal"), dest.with_name(dest.name + "-wal")):
+        stale.unlink(missing_ok=True)  # a journal of the old file must not touch the copy
+    os.replace(tmp, dest)
+
+
+def _backups(db: Path, state_path: Path) -> tuple[Path, Path]:
+    """Where the copies live: a ``backup`` folder beside each file (grader/backup/)."""
+    return db.parent / "backup" / db.name, state_path.parent / "backup" / state_path.name
+
+
+def restore(db: Path, state_path: Path) -> bool:
+    """Put the last copy of the gradebook and its run state back; False if no usable
+    copy exists."""
+    db_copy, state_copy = _backups(db, state_path)
+    if problem(db_copy):
+        return False
+    _copy(db_copy, db)
+    if state_copy.is_file():
+        shutil.copyfile(state_copy, state_path)
+    else:
+        state_path.unlink(missing_ok=True)
+    return True
+
+
+def _keep_copy(db: Path, state_path: Path) -> None:
+    db_copy, state_copy = _backups(db, state_path)
+    db_copy.parent.mkdir(exist_ok=True)
+    state_copy.parent.mkdir(exist_ok=True)
+    _copy(db, db_copy)
+    if state_path.is_file():
+        shutil.copyfile(state_path, state_copy)
+    else:
+        state_copy.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def protected(root: Path, state_path: Path, log=print):
+    """Check and copy, run the body, check and copy again; restore the copy when the
+    gradebook is unusable (see the module doc)."""
+    from .pipeline import GradingError
+
+    db = sqlite_file(root)
+    if db is None:
+        yield
+        return
+    why = problem(db)
+    if why:
+        if restore(db, state_path):
+            log(f"warning: the gradebook {db} was unusable ({why}): restored the copy made "
+                "by the last run; submissions graded since then are graded again")
+        elif os.path.lexists(db):
+            raise GradingError(
+                f"the gradebook {db} is damaged ({why}) and there is no usable copy of it "
+                f"({_backups(db, state_path)[0].name}): restore it from your own backup, or "
+                "move it away to start a new gradebook (every submission is then graded again)")
+        else:  # a new gradebook: every submission is graded into it
+            state_path.unlink(missing_ok=True)
+    if db.is_file():
+        _keep_copy(db, state_path)
+    try:
+        yield
+    except BaseException:
+        why = problem(db)
+        if why and restore(db, state_path):
+            log(f"warning: this run failed and left the gradebook unusable ({why}): "
+                "restored the copy made before it")
+        raise
+    why = problem(db)
+    if why:
+        if restore(db, state_path):
+            raise GradingError(f"the gradebook was damaged during this run ({why}): "
+                               "restored the copy made before it; run grade again")
+        raise GradingError(f"the gradebook {db} was damaged during this run ({why}) and "
+                           "no copy could be restored")
+    _keep_copy(db, state_path)
