@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_grading_pipeline import _hidden_calls, _page_text
 
 REPO = Path(__file__).resolve().parent.parent
 ADV = REPO / "tests" / "fixtures" / "adversarial"
@@ -277,12 +278,21 @@ def test_both_runs_give_the_same_grades(graded):
 def test_each_feedback_has_a_clear_line(graded, run):
     r = graded["runs"][run]
     missing = {}
+    hidden_checked = 0
     for s, c in r["cases"].items():
         text = feedback_text(r["root"], s)
         if c.feedback not in text:
             missing[s] = (c.feedback, text[:400])
-        assert "hidden=True" not in text
+        if (r["root"] / "grader" / "autograded" / s / A).is_dir():
+            # positive control: the graded notebook has hidden calls; the page, with tags
+            # removed rather than spaced, shows their visible twins but not them
+            page = _page_text(r["root"] / "grader" / "feedback" / s / A / f"{A}.html")
+            for line in _hidden_calls(r["root"], s, A):
+                assert line not in page, (s, line)
+                assert line.replace(", hidden=True", "") in page, (s, line)
+                hidden_checked += 1
     assert not missing, missing
+    assert hidden_checked >= len(r["cases"]) // 2, hidden_checked
 
 
 @pytest.mark.parametrize("run", RUNS)
