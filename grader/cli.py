@@ -23,7 +23,11 @@ def main(argv=None) -> int:
 
     g = sub.add_parser("grade", help="autograde every submission in grader/submitted/")
     g.add_argument("--root", help="course root (default: this repository)")
-    g.add_argument("--zip", dest="zip_path", help="LMS zip of <student>_<assignment>.ipynb files")
+    g.add_argument("--zip", dest="zip_path",
+                   help="an LMS download to collect first (Canvas, Moodle, or "
+                        "<student>_<assignment>.ipynb files)")
+    g.add_argument("--roster", help="CSV mapping LMS ids or names to student ids "
+                                    "(column student_id, and lms_id, name, email, ...)")
     g.add_argument("--assignment", help="grade only this assignment")
     g.add_argument("-j", "--workers", type=int, help="worker processes (default: cores)")
     g.add_argument("--no-sandbox", action="store_true",
@@ -51,7 +55,7 @@ def main(argv=None) -> int:
     try:
         s = pipeline.grade(args.root, workers=args.workers, zip_path=args.zip_path,
                            assignment=args.assignment, sandbox=not args.no_sandbox,
-                           progress=not args.quiet, force=args.force)
+                           progress=not args.quiet, force=args.force, roster=args.roster)
     except pipeline.GradingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -8,10 +8,10 @@ import json
 import os
 from pathlib import Path
 
-from . import nbapi
+from . import annotations, nbapi
 
 CSV_FIELDS = ["student", "assignment", "score", "max_score", "auto_score", "auto_max_score",
-              "needs_manual_grade", "status", "note"]
+              "needs_manual_grade", "status", "note", *annotations.COLUMNS]
 
 
 def _gradebook_rows(root: Path, present: set) -> list[dict]:
@@ -47,6 +47,7 @@ def write_grades_csv(root: Path, present: set, state: dict) -> Path:
         row["note"] = st.get("reason", "")
         if row["status"] == "not graded":
             row["score"] = row["auto_score"] = 0.0
+    annotations.annotate(root, rows)
     path = root / "grader" / "grades.csv"
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="") as fh:
