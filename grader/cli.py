@@ -1,4 +1,4 @@
-"""Command line: ``python -m grader {check,grade,release}``."""
+"""Command line: ``python -m grader {check,grade,release,export}``."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,7 @@ USAGE = """examples:
   python -m grader grade                                   # grade grader/submitted/*
   python -m grader grade --zip downloads.zip               # collect an LMS zip first
   python -m grader release                                 # regenerate exercises/
+  python -m grader export --format canvas                  # grades as Canvas imports them
 """
 
 
@@ -40,6 +41,15 @@ def main(argv=None) -> int:
     r.add_argument("--to", dest="release_dir", help="release folder (default: exercises/)")
     r.add_argument("assignments", nargs="*")
 
+    e = sub.add_parser("export", help="write grades as a Canvas or Moodle import CSV")
+    e.add_argument("--root")
+    e.add_argument("--format", required=True, choices=["canvas", "moodle"])
+    e.add_argument("--roster", help="CSV mapping student ids to LMS ids (see grade --roster)")
+    e.add_argument("--assignment", action="append", help="only this assignment (repeatable)")
+    e.add_argument("--lms-assignment", action="append", default=[], metavar="A=ID",
+                   help="the LMS's id of assignment A (Canvas: the number in its URL)")
+    e.add_argument("-o", "--out", help="output file (default: grader/export/<format>.csv)")
+
     args = p.parse_args(argv)
     if args.cmd == "check":
         from . import selfcheck
@@ -52,6 +62,8 @@ def main(argv=None) -> int:
         return 0
     from . import pipeline
 
+    if args.cmd == "export":
+        return _export(args)
     try:
         s = pipeline.grade(args.root, workers=args.workers, zip_path=args.zip_path,
                            assignment=args.assignment, sandbox=not args.no_sandbox,
@@ -64,4 +76,22 @@ def main(argv=None) -> int:
     for key in s.failed:
         print(f"  not graded: {key} (see grader/grades.csv, column note)")
     print("wrote grader/grades.csv, grader/feedback/, grader/report/index.html")
+    return 0
+
+
+def _export(args) -> int:
+    from pathlib import Path
+
+    from . import export, intake, nbapi, pipeline
+
+    try:
+        pairs = dict(item.split("=", 1) for item in args.lms_assignment if "=" in item)
+        if len(pairs) != len(args.lms_assignment):
+            raise pipeline.GradingError("--lms-assignment takes ASSIGNMENT=ID, e.g. 03_bptt=4521")
+        roster = intake.Roster.read(Path(args.roster)) if args.roster else None
+        export.export(Path(args.root or nbapi.REPO_ROOT), args.format, roster,
+                      args.assignment, pairs, args.out)
+    except pipeline.GradingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
