@@ -9,7 +9,8 @@
    course_lib, grader code, config) over N worker processes, each with one nbgrader
    API object (its start-up cost is paid once): ``autograde`` then ``generate_feedback``
    per submission; a tqdm bar counts notebooks.
-5. Write grader/grades.csv and the report (grader/report/index.html) from the
+5. Compare the answers for copied code (``grader.similarity``: flagged, never scored).
+6. Write grader/grades.csv and the report (grader/report/index.html) from the
    gradebook and the verdicts.
 
 The run state (hash per submission) is written after every finished submission, so
@@ -351,9 +352,10 @@ def grade(root: Path | str | None = None, workers: int | None = None, zip_path=N
     if todo:
         _run_parallel(root, todo, workers or default_workers(), state, state_path, fps,
                       summary, progress)
-    from . import report
+    from . import report, similarity
 
     present = {(t.student, t.assignment) for t in tasks}
+    similarity.analyse(root, present)
     report.write_grades_csv(root, present, state)
     report.write_report(root, present)
     summary.seconds = time.perf_counter() - t0

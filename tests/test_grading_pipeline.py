@@ -179,6 +179,11 @@ def test_report_and_outputs_exist(graded_class):
         assert (root / "grader" / "report" / png).stat().st_size > 1000
         assert png in report
     assert "missing transpose of w" in report
+    # the similarity section is there; the blank notebooks (template code only) and the
+    # broken ones are never flagged; flags change no score (see the expected scores)
+    assert "<h2>Similar answers</h2>" in report
+    flagged = {k[0] for k, row in _grades(root).items() if row["similarity"]}
+    assert not flagged & {"unmodified", "corrupt", "empty"}, flagged
     db = root / "grader" / "gradebook.db"
     import sqlite3
 
