@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 USAGE = """examples:
   python -m grader check exercises/03_bptt/03_bptt.ipynb   # student self-check
   python -m grader grade                                   # grade grader/submitted/*
   python -m grader grade --zip downloads.zip               # collect an LMS zip first
   python -m grader release                                 # regenerate exercises/
+  python -m grader written                                 # grade written answers by hand
   python -m grader export --format canvas                  # grades as Canvas imports them
 """
 
@@ -50,6 +52,11 @@ def main(argv=None) -> int:
                    help="the LMS's id of assignment A (Canvas: the number in its URL)")
     e.add_argument("-o", "--out", help="output file (default: grader/export/<format>.csv)")
 
+    w = sub.add_parser("written", help="grade the written answers, one question across "
+                                       "the class at a time, in a local web page")
+    w.add_argument("--root")
+    w.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any free)")
+
     args = p.parse_args(argv)
     if args.cmd == "check":
         from . import selfcheck
@@ -60,10 +67,16 @@ def main(argv=None) -> int:
 
         release.release(args.root, args.release_dir, args.assignments or None)
         return 0
-    from . import pipeline
+    from . import nbapi, pipeline
 
     if args.cmd == "export":
         return _export(args)
+    if args.cmd == "written":
+        from . import written
+
+        written.serve(Path(args.root or nbapi.REPO_ROOT).resolve(), args.port,
+                      ready=lambda line: print(line, flush=True))
+        return 0
     try:
         s = pipeline.grade(args.root, workers=args.workers, zip_path=args.zip_path,
                            assignment=args.assignment, sandbox=not args.no_sandbox,
@@ -80,8 +93,6 @@ def main(argv=None) -> int:
 
 
 def _export(args) -> int:
-    from pathlib import Path
-
     from . import export, intake, nbapi, pipeline
 
     try:

@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from . import annotations, nbapi, similarity
+from . import annotations, nbapi
 
 CSV_FIELDS = ["student", "assignment", "score", "max_score", "auto_score", "auto_max_score",
               "needs_manual_grade", "status", "note", *annotations.COLUMNS]
@@ -158,7 +158,7 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;te
 {table(["mistake", "submissions"], top)}
 <h2>Submissions that could not be graded</h2>
 {table(["student", "assignment", "reason"], not_graded) if not_graded else "<p>None.</p>"}
-{similarity.report_section(root)}
+{annotations.report_sections(root)}
 </body></html>
 """
     (out / "index.html").write_text(page)
