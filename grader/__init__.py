@@ -8,6 +8,7 @@ similarity.py copied answers (course_lib or classmates) flagged for the instruct
 written.py    `written`: the written answers graded by hand, one question at a time
 export.py     `export`: grades as the Canvas or Moodle import CSV
 report.py     grader/grades.csv and grader/report/index.html
+notebook_cells.py  the nbgrader cells of an untrusted notebook file
 annotations.py  grades.csv columns and report sections from intake, similarity, written
 selfcheck.py  `check`: a student's self-check of one notebook (exit 1 on failure)
 release.py    `release`: exercises/ from solutions/ (nbgrader generate_assignment)

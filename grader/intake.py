@@ -135,13 +135,14 @@ def assignment_of(filename: str, assignments: list[str], fixed: str | None):
     ``03_bptt.ipynb`` -> 03_bptt; ``03_bptt-2.ipynb`` (Canvas renames a resubmitted file)
     -> 03_bptt, attempt 2; ``ada 03_bptt final.ipynb`` -> the one known id it contains;
     otherwise the ``--assignment`` of the run (an LMS download holds one assignment)."""
-    stem, attempt = filename[: -len(".ipynb")], 0
+    known = {a.casefold(): a for a in assignments}
+    stem, attempt = filename[: -len(".ipynb")].casefold(), 0
     m = RESUBMISSION.match(stem)
-    if m and stem not in assignments:
+    if m and stem not in known:
         stem, attempt = m["stem"], int(m["attempt"])
-    if stem in assignments:
-        return stem, attempt
-    hits = [a for a in assignments if a in stem]
+    if stem in known:
+        return known[stem], attempt
+    hits = [a for key, a in known.items() if key in stem]
     if len(hits) == 1:
         return hits[0], attempt
     return fixed, attempt

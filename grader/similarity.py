@@ -4,10 +4,12 @@ The course library's source is public and holds reference implementations of wha
 assignments ask for; a notebook that pastes it, or a classmate's answer, passes every
 test. So each submission's answer cells (nbgrader solution cells) are compared with
 every course_lib module and with the other submissions of the same assignment, using
-copydetect's winnowing fingerprints (the MOSS method): the code is tokenised, names are
-replaced by placeholders (so renaming variables changes nothing), fingerprints of
-every 25-character stretch of that text are winnowed, and two documents share the
-stretches whose fingerprints they share. The exercise's own template code (signatures,
+copydetect's fingerprints (the method of MOSS): the code is tokenised, names are
+replaced by placeholders (so renaming variables changes nothing), every 25-character
+stretch of that text is hashed, and two documents share the stretches whose hashes
+they share. All hashes are kept (a winnowing window of 1): winnowing only saves space,
+which a class's notebooks do not need, and its choice of hashes depends on Python's
+per-process string hashing, so the shares would change from one run to the next. The exercise's own template code (signatures,
 docstrings) is boilerplate and never counts.
 
 A pair is flagged when the shared stretches cover at least ``THRESHOLD`` of one side's
@@ -24,39 +26,26 @@ import json
 import os
 from pathlib import Path
 
+from .notebook_cells import nbgrader_cells
+
 THRESHOLD = 0.6
 MIN_OVERLAP = 120
 NOISE_CHARS = 25      # copydetect's k: shorter shared stretches are noise
-GUARANTEE_CHARS = 30  # any shared stretch this long is always found
-MAX_NOTEBOOK_BYTES = 20 * 2**20
 RESULT_FILE = "similarity.json"
 
 
 def answer_code(path: Path) -> str:
     """The code of a notebook's answer cells (nbgrader ``solution`` code cells), or ""."""
-    try:
-        if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_NOTEBOOK_BYTES:
-            return ""
-        nb = json.loads(path.read_text(encoding="utf-8"))
-        cells = nb.get("cells", []) if isinstance(nb, dict) else []
-    except (OSError, ValueError, UnicodeDecodeError):
-        return ""
-    chunks = []
-    for cell in cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {}) if isinstance(cell, dict) else {}
-        if cell.get("cell_type") == "code" and isinstance(meta, dict) and meta.get("solution"):
-            src = cell.get("source", "")
-            chunks.append("".join(src) if isinstance(src, list) else str(src))
-    return "\n\n".join(chunks)
+    return "\n\n".join(c["source"] for c in nbgrader_cells(path)
+                       if c["cell_type"] == "code" and c["nbgrader"].get("solution"))
 
 
 def fingerprint(name: str, code: str, boilerplate=()):
     """copydetect's fingerprint of Python source text."""
     from copydetect import CodeFingerprint
 
-    return CodeFingerprint(name + ".py", NOISE_CHARS, GUARANTEE_CHARS - NOISE_CHARS + 1,
-                           boilerplate=list(boilerplate), fp=io.StringIO(code),
-                           language="python")
+    return CodeFingerprint(name + ".py", NOISE_CHARS, 1, boilerplate=list(boilerplate),
+                           fp=io.StringIO(code), language="python")
 
 
 def compare(a, b) -> tuple[int, float, float]:

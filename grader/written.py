@@ -27,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from . import nbapi
+from .notebook_cells import nbgrader_cells
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'"
 STYLE = ("body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;width:100%}"
@@ -58,17 +59,9 @@ def questions(root: Path) -> list[dict]:
 
 def _cell_source(path: Path, grade_id: str) -> str | None:
     """The source of the cell with this grade id in a notebook file, or None."""
-    try:
-        if path.is_symlink() or not path.is_file() or path.stat().st_size > 50 * 2**20:
-            return None
-        cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
-    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
-        return None
-    for cell in cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {}) if isinstance(cell, dict) else {}
-        if isinstance(meta, dict) and meta.get("grade_id") == grade_id:
-            src = cell.get("source", "")
-            return "".join(src) if isinstance(src, list) else str(src)
+    for cell in nbgrader_cells(path):
+        if cell["nbgrader"].get("grade_id") == grade_id:
+            return cell["source"]
     return None
 
 

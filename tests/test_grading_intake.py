@@ -60,6 +60,7 @@ def test_canvas_download_keeps_latest_resubmission_and_late_flag(tmp_path):
         "müllerjürgen_340936_208490291_my work 03_bptt.ipynb": notebook("jürgen"),
         "nguyenvan_340937_208490292_Untitled.ipynb": notebook("van"),
         "doejane_340938_208490293_03_bptt.py": b"print('not a notebook')",
+        "parkjin_340939_208490294_03_BPTT.IPYNB": notebook("jin"),
     })
     result, out = collect(tmp_path, archive)
     files = submitted(tmp_path)
@@ -67,13 +68,14 @@ def test_canvas_download_keeps_latest_resubmission_and_late_flag(tmp_path):
         "smithbob-340934/03_bptt/03_bptt.ipynb": notebook("bob third"),
         "leeann-340935/03_bptt/03_bptt.ipynb": notebook("ann"),
         "mullerjurgen-340936/03_bptt/03_bptt.ipynb": notebook("jürgen"),
+        "parkjin-340939/03_bptt/03_bptt.ipynb": notebook("jin"),
     }
     reasons = dict(result.unplaced)
     assert "older submission" in reasons["smithbob_340934_208490284_03_bptt-1.ipynb"]
     assert "older submission" in reasons["smithbob_340934_208490284_03_bptt.ipynb"]
     assert "pass --assignment" in reasons["nguyenvan_340937_208490292_Untitled.ipynb"]
     assert "not a notebook" in reasons["doejane_340938_208490293_03_bptt.py"]
-    assert result.files == 7 and len(result.placed) == 3
+    assert result.files == 8 and len(result.placed) == 4
     assert "not placed: nguyenvan_340937_208490292_Untitled.ipynb: cannot tell" in out
     record = intake.load_record(tmp_path)
     assert intake.is_late(record, tmp_path, "leeann-340935", "03_bptt")
@@ -83,7 +85,7 @@ def test_canvas_download_keeps_latest_resubmission_and_late_flag(tmp_path):
     # a Canvas download holds one assignment: --assignment places the unclear file name
     result, _ = collect(tmp_path, archive, assignment="03_bptt")
     assert [p[0] for p in result.placed] == ["nguyenvan-340937"]
-    assert len(result.unchanged) == 3
+    assert len(result.unchanged) == 4
 
 
 def test_moodle_download_and_roster(tmp_path):

@@ -159,3 +159,21 @@ def test_report_section_shows_pairs_side_by_side_escaped(class_root):
     assert "hana and copycat" in page or "copycat and hana" in page
     assert "def backward(params, xs, hs, dh_out, activation=&quot;tanh&quot;)" in page
     assert "<script" not in page.lower()
+
+
+def test_malformed_notebooks_are_read_as_empty(tmp_path):
+    """A submission is untrusted JSON: odd shapes give no answer code, never a crash."""
+    import json
+
+    shapes = [[], {"cells": 3}, {"cells": [1, "x", None]},
+              {"cells": [{"metadata": [], "cell_type": "code", "source": "x = 1"}]},
+              {"cells": [{"metadata": {"nbgrader": "yes"}, "cell_type": "code"}]},
+              {"cells": [{"metadata": {"nbgrader": {"solution": True}}, "cell_type": "code",
+                          "source": {"not": "text"}}]}]
+    for i, shape in enumerate(shapes):
+        path = tmp_path / f"{i}.ipynb"
+        path.write_text(json.dumps(shape))
+        assert similarity.answer_code(path) == "", shape
+    link = tmp_path / "link.ipynb"
+    link.symlink_to(tmp_path / "0.ipynb")
+    assert similarity.answer_code(link) == ""
