@@ -77,6 +77,10 @@ def main(argv=None) -> int:
         written.serve(Path(args.root or nbapi.REPO_ROOT).resolve(), args.port,
                       ready=lambda line: print(line, flush=True))
         return 0
+    if args.roster and not args.zip_path:
+        print("error: --roster maps the students of an LMS download: use it with --zip FILE",
+              file=sys.stderr)
+        return 2
     try:
         s = pipeline.grade(args.root, workers=args.workers, zip_path=args.zip_path,
                            assignment=args.assignment, sandbox=not args.no_sandbox,

@@ -259,6 +259,8 @@ def test_zip_with_nothing_placeable_says_why(tmp_path):
     assert "no file of wrong.zip could be placed" in proc.stderr
     assert "or pass --zip FILE" not in proc.stderr
     assert "Untitled.ipynb: cannot tell which assignment" in proc.stdout
+    proc = run_grade(tmp_path, "--roster", str(archive))
+    assert proc.returncode == 2 and "use it with --zip FILE" in proc.stderr
 
 
 def test_killed_run_resumes_with_identical_grades(graded_class, tmp_path):
