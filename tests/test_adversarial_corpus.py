@@ -49,7 +49,8 @@ ENV = {
 OUTPUT = {"grader/autograded", "grader/feedback", "grader/verdicts", "grader/report",
           "grader/gradebook.db", "grader/gradebook.db-journal", "grader/grades.csv",
           "grader/grades.tmp", "grader/grading_state.json", "grader/grading_state.tmp",
-          "grader/downloaded"}
+          "grader/downloaded", "grader/similarity.json", "grader/similarity.tmp",
+          "grader/intake.json", "grader/intake.tmp", "grader/export"}
 
 
 def tree_digest(root: Path, skip=()) -> dict[str, str]:
