@@ -9,7 +9,7 @@ PY_STAMP := $(VENV)/.installed
 SYS_STAMP := $(VENV)/.system-installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: book serve test test-pythons grade bench clean
+.PHONY: book serve test grade bench clean
 
 $(PY_STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || { \
@@ -41,6 +41,7 @@ test: $(PY_STAMP) $(SYS_STAMP)
 
 # The pinned set resolves on every Python from 3.11.2 to 3.13 found on this machine
 # (a fresh venv each, pip --dry-run: needs the package index, takes minutes).
+.PHONY: test-pythons
 test-pythons: $(PY_STAMP)
 	$(PY) -m pytest -m pythons tests/test_python_versions.py
 

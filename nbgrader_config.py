@@ -47,7 +47,7 @@ c.LimitOutput.max_traceback = 50
 
 
 def _execute_class() -> str:
-    """The sandbox's SandboxedExecute (bubblewrap kernel, per-notebook time limit, output caps,
+    """H7's SandboxedExecute (bubblewrap kernel, per-notebook time limit, output caps,
     recovery from dead kernels); nbgrader's Execute only if it cannot be imported."""
     import importlib.util
 
@@ -72,7 +72,7 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 c.Verdict.verdict_directory = os.path.join(ROOT, "grader", "verdicts")
-# Edited nbgrader metadata (a renamed grade id, answer cells flagged as tests) made
+# H7: edited nbgrader metadata (a renamed grade id, answer cells flagged as tests) made
 # nbgrader drop the whole notebook (KeyError in OverwriteCells): restore every cell's
 # nbgrader metadata from the gradebook first (grader/sandbox/sanitize.py)
 c.Autograde.sanitize_preprocessors = [

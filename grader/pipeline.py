@@ -285,7 +285,7 @@ def grade_one(student: str, assignment: str, note: str = "") -> dict:
     work = Path(tempfile.gettempdir()) / "bptt-grading"
     if work.is_dir():  # case folders of notebooks whose kernel died before the verdict
         for d in work.glob(f"*-{assignment}-*"):
-            # the exact prefix <student>-<assignment>-, or student "ab" would delete
+            # H7: the exact prefix <student>-<assignment>-, or student "ab" would delete
             # the live case folder of student "ab-c" graded at the same time
             if d.name.startswith(re.sub(r"[^A-Za-z0-9_.-]+", "_", student)[:40]
                                  + f"-{assignment}-"):
