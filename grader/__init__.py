@@ -2,17 +2,17 @@
 
 judge.py      compares a student's outputs with the reference, names catalogued mistakes
 verdict.py    nbgrader preprocessors around Execute: PrepareCases (cases in), Verdict (decide)
-pipeline.py   `grade`: zip intake, gradebook sync, parallel incremental autograde + feedback
-intake.py     LMS downloads (Canvas, Moodle, own naming) into grader/submitted/, roster
-similarity.py copied answers (course_lib or classmates) flagged for the instructor
-written.py    `written`: the written answers graded by hand, one question at a time
-export.py     `export`: grades as the Canvas or Moodle import CSV
+pipeline.py   `grade`: zip_collect, gradebook sync, parallel incremental autograde + feedback
 report.py     grader/grades.csv and grader/report/index.html
-notebook_cells.py  the nbgrader cells of an untrusted notebook file
-annotations.py  grades.csv columns and report sections from intake, similarity, written
 selfcheck.py  `check`: a student's self-check of one notebook (exit 1 on failure)
 release.py    `release`: exercises/ from solutions/ (nbgrader generate_assignment)
 synthetic.py  synthetic submissions for the tests and bench/grade.py
 registry.py   where the exercises come from (grader/exercises)
 exercises/    the exercise registry and mistake catalogue;  sandbox/  the bubblewrap kernel
+intake.py     `grade --zip`: LMS downloads (Canvas, Moodle, own naming) into grader/submitted/
+similarity.py copied answers (course_lib or classmates) flagged for the instructor
+written.py    `written`: the written answers graded by hand, one question at a time
+export.py     `export`: grades as the Canvas or Moodle import CSV
+notebook_cells.py  the nbgrader cells of an untrusted notebook file
+annotations.py  grades.csv columns and report sections from intake, similarity, written
 """

@@ -11,7 +11,7 @@ from pathlib import Path
 from . import annotations, nbapi
 
 CSV_FIELDS = ["student", "assignment", "score", "max_score", "auto_score", "auto_max_score",
-              "needs_manual_grade", "status", "note", *annotations.COLUMNS]
+              "needs_manual_grade", "status", "note"]
 
 
 def _gradebook_rows(root: Path, present: set) -> list[dict]:
@@ -51,7 +51,7 @@ def write_grades_csv(root: Path, present: set, state: dict) -> Path:
     path = root / "grader" / "grades.csv"
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS + annotations.COLUMNS)
         w.writeheader()
         for row in rows:
             w.writerow({k: (f"{v:g}" if isinstance(v, float) else v) for k, v in row.items()})

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from grader import export, intake, report
+from grader import annotations, export, intake, report
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,7 +27,8 @@ GRADES = [  # student, assignment, score, max, auto, auto max, needs manual, sta
 def course(tmp_path):
     (tmp_path / "grader").mkdir()
     with open(tmp_path / "grader" / "grades.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=report.CSV_FIELDS, restval="")
+        w = csv.DictWriter(fh, fieldnames=report.CSV_FIELDS + annotations.COLUMNS,
+                           restval="")
         w.writeheader()
         for s, a, score, mx, auto, amx, manual, status, late in GRADES:
             w.writerow(dict(student=s, assignment=a, score=score, max_score=mx,
