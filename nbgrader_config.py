@@ -85,10 +85,3 @@ c.GenerateFeedback.preprocessors = [
 # the machine's folders shown as [course], [venv], [tmp]... (grader/inert.py)
 c.GenerateFeedback.exporter_class = "grader.inert.InertHTMLExporter"
 c.InertHTMLExporter.course_root = ROOT
-
-# ---- LMS zip downloads (python -m grader grade --zip FILE): files named
-# <student>_<assignment>.ipynb, possibly inside folders, e.g. "ada_03_bptt.ipynb"
-c.ZipCollectApp.collector_plugin = "nbgrader.plugins.FileNameCollectorPlugin"
-c.ZipCollectApp.downloaded_directory = os.path.join("grader", "downloaded")
-c.FileNameCollectorPlugin.named_regexp = (
-    r"^(?:.*/)?(?P<student_id>[A-Za-z0-9.\-]+)_(?P<file_id>\d\d_[a-z_]+\.ipynb)$")

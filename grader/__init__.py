@@ -1,4 +1,4 @@
-"""The course's grading tool: ``python -m grader {check,grade,release}``.
+"""The course's grading tool: ``python -m grader {check,grade,written,export,release}``.
 
 judge.py      the expected outputs (reference, float32 probe, catalogued mistakes) per case;
               the comparison and tolerance model are course_lib.judging's
@@ -11,4 +11,10 @@ release.py    `release`: exercises/ from solutions/ (nbgrader generate_assignmen
 synthetic.py  synthetic submissions for the tests and bench/grade.py
 registry.py   where the exercises come from (grader/exercises)
 exercises/    the exercise registry and mistake catalogue;  sandbox/  the bubblewrap kernel
+intake.py     `grade --zip`: LMS downloads (Canvas, Moodle, own naming) into grader/submitted/
+similarity.py copied answers (course_lib or classmates) flagged for the instructor
+written.py    `written`: the written answers graded by hand, one question at a time
+export.py     `export`: grades as the Canvas or Moodle import CSV
+notebook_cells.py  the nbgrader cells of an untrusted notebook file
+annotations.py  grades.csv columns and report sections from intake, similarity, written
 """

@@ -1,7 +1,7 @@
 """``python -m grader grade``: autograde a whole class in parallel, incrementally.
 
-1. (``--zip``) nbgrader zip_collect an LMS download into grader/submitted/ (it refuses
-   to overwrite an existing submission).
+1. (``--zip``) collect an LMS download into grader/submitted/ (``grader.intake``: Canvas,
+   Moodle or the course's own naming; never overwrites an existing submission).
 2. Sync the gradebook with solutions/ (``generate_assignment`` into a throw-away
    release folder, so the committed exercises/ is never touched) when a source changed.
 3. Find grader/submitted/<student>/<assignment>/, check names, hash each submission.
@@ -9,7 +9,8 @@
    course_lib, grader code, config) over N worker processes, each with one nbgrader
    API object (its start-up cost is paid once): ``autograde`` then ``generate_feedback``
    per submission; a tqdm bar counts notebooks.
-5. Write grader/grades.csv and the report (grader/report/index.html) from the
+5. Compare the answers for copied code (``grader.similarity``: flagged, never scored).
+6. Write grader/grades.csv and the report (grader/report/index.html) from the
    gradebook and the verdicts.
 
 The run state (hash per submission) is written after every finished submission, so
@@ -30,7 +31,6 @@ import shutil
 import sys
 import tempfile
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,59 +142,6 @@ def _save_state(path: Path, state: dict) -> None:
 
 
 # ---------------------------------------------------------------------------- steps
-ZIP_MEMBER = re.compile(r"^(?:.*/)?(?P<student>[A-Za-z0-9.\-]+)_(?P<assignment>\d\d_[a-z_]+)\.ipynb$")
-
-
-def zip_collect(root: Path, zip_path: Path, assignments: list[str], log=print) -> list[str]:
-    """Collect an LMS zip of ``<student>_<assignment>.ipynb`` files with nbgrader
-    zip_collect. Existing submissions are never overwritten: a file identical to the
-    submission already there is skipped, a different one is reported and skipped."""
-    if not zip_path.is_file():
-        raise GradingError(f"no such zip file: {zip_path}")
-    try:
-        zf = zipfile.ZipFile(zip_path)
-    except zipfile.BadZipFile:
-        raise GradingError(f"{zip_path} is not a zip file") from None
-    wanted: dict[str, list] = {}
-    with zf:
-        for info in zf.infolist():
-            m = ZIP_MEMBER.match(info.filename)
-            if info.is_dir() or not m or m["assignment"] not in assignments:
-                continue
-            student, a = m["student"], m["assignment"]
-            data = zf.read(info)
-            existing = root / "grader" / "submitted" / student / a / f"{a}.ipynb"
-            if existing.exists():
-                if existing.read_bytes() != data:
-                    log(f"warning: {info.filename}: not collected, {student} already has a "
-                        f"different {a} submission (move grader/submitted/{student}/{a} away "
-                        "to replace it)")
-                continue
-            wanted.setdefault(a, []).append((f"{student}_{a}.ipynb", data))
-    if not wanted:
-        log(f"nothing new to collect from {zip_path}")
-        return []
-    from nbgrader.apps import ZipCollectApp
-    from nbgrader.utils import capture_log
-
-    api = nbapi.make_api(root)
-    for a, members in sorted(wanted.items()):
-        archive = root / "grader" / "downloaded" / a / "archive"
-        shutil.rmtree(archive.parent, ignore_errors=True)
-        archive.mkdir(parents=True)
-        with zipfile.ZipFile(archive / "collect.zip", "w") as out:
-            for name, data in members:
-                out.writestr(name, data)
-        app = ZipCollectApp(coursedir=api.coursedir, parent=api)
-        app.coursedir.assignment_id = a
-        result = capture_log(app)
-        if not result.get("success"):
-            text = result.get("log", "") + result.get("error", "")
-            raise GradingError(f"zip_collect of {a} failed:\n{text[-2000:]}")
-        log(f"collected {len(members)} new {a} submission(s) from {zip_path.name}")
-    return sorted(wanted)
-
-
 def sync_gradebook(root: Path, assignments: list[str], state: dict) -> None:
     """Make the gradebook know every assignment's current source (cells, points)."""
     synced = state.setdefault("_sources", {})
@@ -380,9 +327,11 @@ def default_workers() -> int:
 
 def grade(root: Path | str | None = None, workers: int | None = None, zip_path=None,
           assignment: str | None = None, sandbox: bool = True, progress: bool = True,
-          force: bool = False, log=print) -> RunSummary:
-    """Grade the class (see the module doc); the gradebook keeps a copy that comes back
-    if the run fails or damages it (grader/gradebook.py)."""
+          force: bool = False, roster=None, log=print) -> RunSummary:
+    """Grade the class (see the module doc); ``zip_path`` (an LMS download) is collected
+    first, its students mapped through ``roster`` (a CSV path, see grader.intake.Roster)
+    if given. The gradebook keeps a copy that comes back if the run fails or damages it
+    (grader/gradebook.py)."""
     root = Path(root or nbapi.REPO_ROOT).resolve()
     t0 = time.perf_counter()
     nbapi.prepare_environment()
@@ -407,12 +356,12 @@ def grade(root: Path | str | None = None, workers: int | None = None, zip_path=N
     os.environ["COURSE_RUN_DIR"] = make_run_root()
     try:
         with gradebook.protected(root, root / "grader" / STATE_FILE, log=log):
-            return _grade(root, t0, workers, zip_path, assignment, progress, force, log)
+            return _grade(root, t0, workers, zip_path, assignment, progress, force, roster, log)
     finally:
         shutil.rmtree(os.environ.pop("COURSE_RUN_DIR"), ignore_errors=True)
 
 
-def _grade(root, t0, workers, zip_path, assignment, progress, force, log) -> RunSummary:
+def _grade(root, t0, workers, zip_path, assignment, progress, force, roster, log) -> RunSummary:
     assignments = nbapi.source_assignments(root)
     if not assignments:
         raise GradingError(f"no source notebooks in {root / 'solutions'}")
@@ -421,7 +370,7 @@ def _grade(root, t0, workers, zip_path, assignment, progress, force, log) -> Run
     summary = RunSummary()
     (root / "grader").mkdir(exist_ok=True)
     if zip_path:
-        zip_collect(root, Path(zip_path), assignments, log=log)
+        _collect_zip(root, Path(zip_path), assignments, roster, assignment, log)
     tasks, summary.problems = discover(root, assignments)
     state_path = root / "grader" / STATE_FILE
     state = _load_state(state_path)
@@ -448,13 +397,25 @@ def _grade(root, t0, workers, zip_path, assignment, progress, force, log) -> Run
     if todo:
         _run_parallel(root, todo, workers or default_workers(), state, state_path, fps,
                       summary, progress)
-    from . import report
+    from . import report, similarity
 
     present = {(t.student, t.assignment) for t in tasks}
+    similarity.analyse(root, present)
     report.write_grades_csv(root, present, state)
     report.write_report(root, present)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _collect_zip(root, zip_path, assignments, roster, assignment, log) -> None:
+    from . import intake
+
+    result = intake.collect(root, zip_path, assignments,
+                            roster=intake.Roster.read(Path(roster)) if roster else None,
+                            assignment=assignment, log=log)
+    if not (root / "grader" / "submitted").is_dir():
+        raise GradingError(f"nothing to grade: no file of {zip_path.name} could be placed "
+                           f"({result.files} files, reasons above)")
 
 
 def _run_parallel(root, todo, n_workers, state, state_path, fps, summary, progress):

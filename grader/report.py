@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from . import inert, nbapi
+from . import annotations, inert, nbapi
 
 CSV_FIELDS = ["student", "assignment", "score", "max_score", "auto_score", "auto_max_score",
               "needs_manual_grade", "status", "note", "sandboxed"]
@@ -49,10 +49,11 @@ def write_grades_csv(root: Path, present: set, state: dict) -> Path:
         row["sandboxed"] = {True: "yes", False: "no"}.get(st.get("sandboxed"), "")
         if row["status"] == "not graded":
             row["score"] = row["auto_score"] = 0.0
+    annotations.annotate(root, rows)
     path = root / "grader" / "grades.csv"
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS + annotations.COLUMNS)
         w.writeheader()
         for row in rows:
             w.writerow({k: (f"{v:g}" if isinstance(v, float) else v) for k, v in row.items()})
@@ -191,6 +192,7 @@ def write_report(root: Path, present: set) -> Path:
 {table(["mistake", "submissions"], top)}
 <h2>Submissions that could not be graded</h2>
 {table(["student", "assignment", "reason"], not_graded) if not_graded else "<p>None.</p>"}
+{annotations.report_sections(root)}
 """
     style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto}"
              "table{border-collapse:collapse}"

@@ -55,6 +55,9 @@ OUTPUT = {"grader/autograded", "grader/feedback", "grader/verdicts", "grader/rep
           "grader/grades.tmp", "grader/grading_state.json", "grader/grading_state.tmp",
           "grader/downloaded", "grader/secret", "grader/backup"}
 
+OUTPUT |= {"grader/similarity.json", "grader/similarity.tmp",  # the grader's flags,
+           "grader/intake.json", "grader/intake.tmp", "grader/export"}  # LMS in and out
+
 
 def tree_digest(root: Path, skip=()) -> dict[str, str]:
     out = {}

@@ -248,6 +248,11 @@ def test_report_shows_the_class_numbers(graded_class):
         assert row in page, row
     for png in ("scores.png", "pass_rate.png", "mistakes.png"):
         assert (root / "grader" / "report" / png).stat().st_size > 1000
+    # the similarity section is there; the blank notebooks (template code only) and the
+    # broken ones are never flagged; flags change no score (see the expected scores)
+    assert "<h2>Similar answers</h2>" in page
+    flagged = {k[0] for k, row in _grades(root).items() if row["similarity"]}
+    assert not flagged & {"unmodified", "corrupt", "empty"}, flagged
     db = root / "grader" / "gradebook.db"
     import sqlite3
 
@@ -280,6 +285,8 @@ def test_bad_input_gives_clear_errors(tmp_path):
 
 
 def test_lms_zip_is_collected_without_overwriting(graded_class, tmp_path):
+    """An LMS download mixing Canvas names (late, resubmitted) and the course's own names:
+    new students are collected and graded, an existing submission is never replaced."""
     import zipfile
 
     root, _, _ = graded_class
@@ -290,14 +297,39 @@ def test_lms_zip_is_collected_without_overwriting(graded_class, tmp_path):
         zf.writestr("export/newcomer_00_demo.ipynb", sub.read_bytes())  # new: collected
         zf.writestr("solution_00_demo.ipynb", blank.read_bytes())  # differs: never overwritten
         zf.writestr("notes.txt", "ignored")
+        zf.writestr("smithbob_340934_208490284_00_demo.ipynb", blank.read_bytes())
+        zf.writestr("smithbob_LATE_340934_208490284_00_demo-1.ipynb", sub.read_bytes())
     before = sub.read_bytes()
     proc = run_grade(root, "--zip", str(archive), "--assignment", "00_demo")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "not collected, solution already has a different 00_demo submission" in proc.stdout
+    assert "solution already has a different 00_demo submission" in proc.stdout
+    assert "not placed: notes.txt: not a notebook" in proc.stdout
+    assert "not placed: smithbob_340934_208490284_00_demo.ipynb: an older submission" in proc.stdout
     assert sub.read_bytes() == before
     grades = _grades(root)
     assert float(grades[("newcomer", "00_demo")]["auto_score"]) == 3
-    assert "graded 1," in proc.stdout
+    assert float(grades[("smithbob-340934", "00_demo")]["auto_score"]) == 3
+    assert grades[("smithbob-340934", "00_demo")]["late"] == "late"
+    assert grades[("newcomer", "00_demo")]["late"] == ""
+    assert "graded 2," in proc.stdout
+
+
+def test_zip_with_nothing_placeable_says_why(tmp_path):
+    import zipfile
+
+    shutil.copy(REPO / "nbgrader_config.py", tmp_path)
+    shutil.copytree(DEMO / "solutions", tmp_path / "solutions")
+    archive = tmp_path / "wrong.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("smithbob_340934_208490284_essay.docx", b"not a notebook")
+        zf.writestr("leeann_340935_208490285_Untitled.ipynb", b"{}")
+    proc = run_grade(tmp_path, "--zip", str(archive))
+    assert proc.returncode == 2
+    assert "no file of wrong.zip could be placed" in proc.stderr
+    assert "or pass --zip FILE" not in proc.stderr
+    assert "Untitled.ipynb: cannot tell which assignment" in proc.stdout
+    proc = run_grade(tmp_path, "--roster", str(archive))
+    assert proc.returncode == 2 and "use it with --zip FILE" in proc.stderr
 
 
 def test_killed_run_resumes_with_identical_grades(graded_class, tmp_path):

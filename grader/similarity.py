@@ -1,0 +1,152 @@
+"""Copied code, flagged for the instructor (never scored).
+
+The course library's source is public and holds reference implementations of what the
+assignments ask for; a notebook that pastes it, or a classmate's answer, passes every
+test. So each submission's answer cells (nbgrader solution cells) are compared with
+every course_lib module and with the other submissions of the same assignment, using
+copydetect's fingerprints (the method of MOSS): the code is tokenised, names are
+replaced by placeholders (so renaming variables changes nothing), every 25-character
+stretch of that text is hashed, and two documents share the stretches whose hashes
+they share. All hashes are kept (a winnowing window of 1): winnowing only saves space,
+which a class's notebooks do not need, and its choice of hashes depends on Python's
+per-process string hashing, so the shares would change from one run to the next. The exercise's own template code (signatures,
+docstrings) is boilerplate and never counts.
+
+A pair is flagged when the shared stretches cover at least ``THRESHOLD`` of one side's
+answer code and at least ``MIN_OVERLAP`` tokens (short textbook one-liners are written
+alike by honest students). Results go to ``grader/similarity.json``, a note in
+grades.csv and a section of the report with the two answers side by side.
+"""
+from __future__ import annotations
+
+import html
+import io
+import itertools
+import json
+import os
+from pathlib import Path
+
+from .notebook_cells import nbgrader_cells
+
+THRESHOLD = 0.6
+MIN_OVERLAP = 120
+NOISE_CHARS = 25      # copydetect's k: shorter shared stretches are noise
+RESULT_FILE = "similarity.json"
+
+
+def answer_code(path: Path) -> str:
+    """The code of a notebook's answer cells (nbgrader ``solution`` code cells), or ""."""
+    return "\n\n".join(c["source"] for c in nbgrader_cells(path)
+                       if c["cell_type"] == "code" and c["nbgrader"].get("solution"))
+
+
+def fingerprint(name: str, code: str, boilerplate=()):
+    """copydetect's fingerprint of Python source text."""
+    from copydetect import CodeFingerprint
+
+    return CodeFingerprint(name + ".py", NOISE_CHARS, 1, boilerplate=list(boilerplate),
+                           fp=io.StringIO(code), language="python")
+
+
+def compare(a, b) -> tuple[int, float, float]:
+    """(shared tokens, share of a's tokens, share of b's tokens)."""
+    from copydetect import compare_files
+
+    overlap, (sim_a, sim_b), _ = compare_files(a, b)
+    return int(overlap), float(sim_a), float(sim_b)
+
+
+def library_sources(root: Path) -> dict[str, str]:
+    """{"course_lib/<module>.py": source} of the course root's library."""
+    lib = root / "course_lib"
+    if not lib.is_dir():
+        import course_lib
+
+        lib = Path(course_lib.__file__).parent
+    return {f"course_lib/{p.name}": p.read_text(encoding="utf-8") for p in sorted(lib.glob("*.py"))}
+
+
+def analyse(root: Path, present: set) -> dict:
+    """Compare every submission of ``present`` ({(student, assignment)}); writes and
+    returns {assignment: [flagged pair, ...]}, each pair a dict with ``a`` (a student
+    or a course_lib file), ``b`` (a student), ``share`` (of the copying side), ``overlap``."""
+    library = library_sources(root)
+    flagged: dict[str, list] = {}
+    by_assignment: dict[str, list] = {}
+    for student, assignment in sorted(present):
+        by_assignment.setdefault(assignment, []).append(student)
+    for assignment, students in by_assignment.items():
+        template = answer_code(root / "exercises" / assignment / f"{assignment}.ipynb")
+        boiler = fingerprint("template", template).hashes if template.strip() else set()
+        lib_fps = {name: fingerprint(name, src, boiler) for name, src in library.items()}
+        subs = {}
+        for s in students:
+            code = answer_code(root / "grader" / "submitted" / s / assignment / f"{assignment}.ipynb")
+            if code.strip():
+                subs[s] = fingerprint(s, code, boiler)
+        pairs = []
+        for s, fp in subs.items():
+            for name, lib_fp in lib_fps.items():
+                overlap, share, _ = compare(fp, lib_fp)
+                if share >= THRESHOLD and overlap >= MIN_OVERLAP:
+                    pairs.append({"a": name, "b": s, "share": round(share, 3), "overlap": overlap})
+        for s, t in itertools.combinations(sorted(subs), 2):
+            overlap, share_s, share_t = compare(subs[s], subs[t])
+            if max(share_s, share_t) >= THRESHOLD and overlap >= MIN_OVERLAP:
+                pairs.append({"a": s, "b": t, "share": round(max(share_s, share_t), 3),
+                              "overlap": overlap})
+        if pairs:
+            flagged[assignment] = sorted(pairs, key=lambda p: -p["share"])
+    path = root / "grader" / RESULT_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(flagged, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+    return flagged
+
+
+def load(root: Path) -> dict:
+    try:
+        return json.loads((root / "grader" / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def notes(flagged: dict) -> dict[tuple[str, str], str]:
+    """{(student, assignment): "similar to course_lib/rnn.py (97%); bob (88%)"}."""
+    out: dict[tuple[str, str], list] = {}
+    for assignment, pairs in flagged.items():
+        for p in pairs:
+            for me, other in ((p["b"], p["a"]), (p["a"], p["b"])):
+                if not me.startswith("course_lib/"):
+                    out.setdefault((me, assignment), []).append(f"{other} ({p['share']:.0%})")
+    return {k: "similar to " + "; ".join(v) for k, v in out.items()}
+
+
+def report_section(root: Path) -> str:
+    """The report's HTML section: flagged pairs with both answers side by side (all
+    student text escaped: the page stays inert)."""
+    flagged = load(root)
+    if not flagged:
+        return ("<h2>Similar answers</h2><p>No pair of answers shares more than "
+                f"{THRESHOLD:.0%} of its code with another submission or course_lib.</p>")
+    library = library_sources(root)
+    parts = ["<h2>Similar answers</h2>",
+             f"<p>Pairs whose shared code covers at least {THRESHOLD:.0%} of one side's "
+             "answers (names normalised, template code ignored). A flag is for a person to "
+             "read, not a verdict: no score was changed.</p>"]
+    for assignment, pairs in sorted(flagged.items()):
+        for p in pairs:
+            def code(who):
+                if who.startswith("course_lib/"):
+                    return library.get(who, "")
+                return answer_code(root / "grader" / "submitted" / who / assignment
+                                   / f"{assignment}.ipynb")
+            parts.append(
+                f"<h3>{html.escape(assignment)}: {html.escape(p['a'])} and "
+                f"{html.escape(p['b'])}: {p['share']:.0%} shared ({p['overlap']} tokens)</h3>"
+                "<div class='pair' style='display:flex;gap:1em'>"
+                + "".join(f"<div style='flex:1;min-width:0'><b>{html.escape(w)}</b>"
+                          f"<pre style='overflow:auto;max-height:30em;background:#f6f6f6'>"
+                          f"{html.escape(code(w))}</pre></div>" for w in (p["a"], p["b"]))
+                + "</div>")
+    return "\n".join(parts)
