@@ -1,4 +1,5 @@
-"""The small sigmoid MLP of chapter 1 and seed 004's worked example.
+"""The small sigmoid MLP of chapter 1 and the worked example it retells (two inputs,
+sigmoid layers of three, two and one neurons, one step of SGD with momentum).
 
 Column-vector convention as in the math: layer l computes I = W_l O_prev and
 O = sigmoid(I), with W_l of shape (n_out, n_in) and no biases. Seed 004 numbers
@@ -113,7 +114,7 @@ def backward(weights, outputs, target):
     - outputs: list of L+1 arrays from `forward`
     - target: shape (n_L,)
     Returns:
-    - deltas: list of L arrays (seed 004's sign: delta = -dE/dI), shapes (n_l,)
+    - deltas: list of L arrays (the worked example's sign: delta = -dE/dI), shapes (n_l,)
     - grads: list of L arrays dE/dW_l, shapes like weights
     """
     target = as_float_array("target", target)
@@ -146,13 +147,13 @@ def momentum_step(weights, grads, lr, momentum, prev_updates=None):
 
 
 def trace_step(weights, x, target, lr, momentum, prev_updates=None):
-    """Every intermediate of one training step, keyed by seed 004's neuron numbers.
+    """Every intermediate of one training step, keyed by the worked example's neuron numbers.
 
     Inputs: as forward, backward and momentum_step.
     Returns a dict:
     - "I": {j: I_j} summed input of each non-input neuron (inputs: I_j = O_j = x)
     - "O": {j: O_j} output of every neuron
-    - "delta": {j: delta_j} seed 004's delta_j = -dE/dI_j for every non-input neuron
+    - "delta": {j: delta_j} the worked example's delta_j = -dE/dI_j for every non-input neuron
     - "E": the loss 1/2 (target - output)^2 (summed over outputs)
     - "grad": {(i, j): dE/dw_ij}
     - "delta_w": {(i, j): Delta w_ij}

@@ -101,26 +101,34 @@ def _module_files(name: str) -> list[Path]:
 
 def fingerprint_files(root: Path, assignment: str) -> list[Path]:
     """The files a grade or its feedback depends on besides the submission: grader code,
-    the registry, course_lib (the judge and its tolerance live in course_lib.judging),
-    and the book's headings and address (the feedback's "Read:" links)."""
+    the registry, course_lib (the judge and its tolerance live in course_lib.judging).
+    The "Read:" pointers' headings and links are hashed by ``fingerprint``; the rest of
+    the book is not, so fixing a typo in a chapter regrades nobody."""
     files = [root / "nbgrader_config.py", root / "solutions" / assignment / f"{assignment}.ipynb"]
     files += sorted(Path(__file__).parent.glob("*.py"))
     files += sorted((Path(__file__).parent / "sandbox").glob("*.py"))
     files += _module_files(registry.module_name())
     files += _module_files("course_lib")
-    repo = Path(__file__).resolve().parent.parent
-    files += [repo / "_config.yml", *sorted((repo / "book").glob("*.md"))]
     return files
 
 
+def pointer_texts(assignment: str) -> list[str]:
+    """Every "Read:" pointer the assignment's feedback can show: heading text and link."""
+    return sorted({str(ex.section) for ex in registry.for_assignment(assignment).values()}
+                  | {str(m.section) for ex in registry.for_assignment(assignment).values()
+                     for m in ex.mistakes})
+
+
 def fingerprint(root: Path, assignment: str) -> str:
-    """Everything besides the submission that decides a grade."""
+    """Everything besides the submission that decides a grade or its feedback."""
     from .judge import grading_salt
 
     h = hashlib.sha256()
     for f in fingerprint_files(root, assignment):
         if f.is_file():
             h.update(str(f.name).encode() + b"\0" + f.read_bytes() + b"\0")
+    for text in pointer_texts(assignment):
+        h.update(text.encode() + b"\0")
     h.update(grading_salt(root).encode())
     h.update(os.environ.get("COURSE_SANDBOX", "1").encode())
     return h.hexdigest()

@@ -1,4 +1,4 @@
-"""Where the exercises come from: ``grader.exercises.EXERCISES`` (H5's registry).
+"""Where the exercises come from: ``grader.exercises.EXERCISES`` (the course's registry).
 
 ``COURSE_EXERCISES_MODULE`` names another module with the same ``EXERCISES`` dict
 (the grading tests use a small demo registry in tests/fixtures)."""
@@ -37,6 +37,6 @@ def for_assignment(assignment: str) -> dict:
 
 
 def mistake_sources() -> dict:
-    """H5's MISTAKE_SOURCES if the registry has it: {(assignment, mistake name): source}."""
+    """The registry's MISTAKE_SOURCES if the registry has it: {(assignment, mistake name): source}."""
     mod = importlib.import_module(module_name())
     return dict(getattr(mod, "MISTAKE_SOURCES", {}) or {})

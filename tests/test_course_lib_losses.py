@@ -1,4 +1,4 @@
-"""course_lib.losses: softmax family, cross-entropy and MSE gradients, seed 000's
+"""course_lib.losses: softmax family, cross-entropy and MSE gradients, the BPTT tutorial's
 example, stability at +-1e4, bad inputs."""
 
 import numpy as np
@@ -14,7 +14,7 @@ TOL = 1e-6
 
 
 def test_seed_000_softmax_example():
-    # y = [0.8, 0.2] and the true class is the first (seed 000's "C = 1", 1-based).
+    # y = [0.8, 0.2] and the true class is the first (the BPTT tutorial's "C = 1", 1-based).
     y = np.array([0.8, 0.2])
     loss, dv = losses.cross_entropy(np.log(y)[None, :], np.array([0]))
     np.testing.assert_allclose(dv[0], [-0.2, 0.2], rtol=1e-12)

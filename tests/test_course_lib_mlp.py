@@ -1,4 +1,4 @@
-"""course_lib.mlp: seed 004's worked example (printed numbers where the source is
+"""course_lib.mlp: the sigmoid network's worked example (printed numbers where the source is
 right, corrected ones where it is not), gradients, the momentum step."""
 
 import numpy as np

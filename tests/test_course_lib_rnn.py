@@ -1,5 +1,5 @@
 """course_lib.rnn: step and sequence gradients against central differences and
-PyTorch autograd, the ReLU worked example (seed 001), state carry, bad inputs."""
+PyTorch autograd, the problem book's ReLU worked example, state carry, bad inputs."""
 
 import numpy as np
 import pytest

@@ -83,6 +83,18 @@ def course_url() -> str:
 
 
 @functools.lru_cache(maxsize=None)
+def repository_url() -> str:
+    """The course repository's address: ``repository_url`` of _config.yml's
+    myst_substitutions (the one place it is set; the book's pages use it too)."""
+    try:
+        text = (REPO / "_config.yml").read_text()
+    except OSError:
+        return ""
+    m = re.search(r"^[ \t]+repository_url:[ \t]*[\"']?([^\"'\n#]*)", text, re.M)
+    return m.group(1).strip() if m else ""
+
+
+@functools.lru_cache(maxsize=None)
 def heading(page: str, label: str) -> str:
     """The text of the heading that the MyST label ``(label)=`` stands above."""
     try:
@@ -113,12 +125,8 @@ INSTALL_HINT = (
 
 def prelude(*imports: str) -> str:
     """The first code cell of a notebook: NumPy, then course_lib or how to get it."""
-    try:
-        repository = re.search(r"^repository:\n[ \t]+url:[ \t]*[\"']?([^\"'\n#]*)",
-                               (REPO / "_config.yml").read_text(), re.M).group(1).strip()
-    except (OSError, AttributeError):
-        repository = ""
-    hint = INSTALL_HINT.format(repository=repository or "<address of the course repository>")
+    hint = INSTALL_HINT.format(
+        repository=repository_url() or "<address of the course repository>")
     return ("import numpy as np\n\n"
             "try:\n    import course_lib  # the course library: helpers and the self-check\n"
             "except ModuleNotFoundError:\n"
