@@ -34,8 +34,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import gradebook, inert, nbapi, registry, scrub
-from .sandbox.rundir import make_run_root
+from . import gradebook, inert, nbapi, registry, scrub, staging
+from .sandbox.rundir import fresh_dir, make_run_root
 
 STUDENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 STATE_FILE = "grading_state.json"
@@ -221,6 +221,7 @@ def discover(root: Path, assignments: list[str]):
 # ---------------------------------------------------------------------------- workers
 _API = None
 _ROOT = None
+_STAGED = None
 
 
 WORKER_MEMORY = 6 * 1024**3  # address space of a grading worker (nbgrader + one notebook)
@@ -231,7 +232,7 @@ def worker_memory() -> int:
 
 
 def _worker_init(root: str, env: dict) -> None:
-    global _API, _ROOT
+    global _API, _ROOT, _STAGED
     import resource
     import warnings
 
@@ -244,7 +245,9 @@ def _worker_init(root: str, env: dict) -> None:
     warnings.filterwarnings("ignore", module="nbgrader")
     warnings.filterwarnings("ignore", message=".*not in session.*")
     _ROOT = Path(root)
-    _API = nbapi.make_api(root)
+    # nbgrader reads each submission from a staged copy that holds only its notebook
+    _STAGED = Path(fresh_dir("staged-"))
+    _API = nbapi.make_api(root, {"CourseDirectory": {"submitted_directory": str(_STAGED)}})
 
 
 def _notebook_problem(path: Path) -> str:
@@ -297,7 +300,17 @@ def grade_one(student: str, assignment: str, note: str = "") -> dict:
     verdict_json.unlink(missing_ok=True)
     nb = root / "grader" / "submitted" / student / assignment / f"{assignment}.ipynb"
     problem = note or (_notebook_problem(nb) if nb.is_file() else "")
-    result = _API.autograde(assignment, student, force=True, create=True)
+    try:
+        ignored = staging.stage(root / "grader" / "submitted", _STAGED, student, assignment)
+    except staging.StagingError as exc:
+        problem = problem or f"{assignment}.ipynb: {exc}"
+        result = {"success": False}
+    else:
+        if ignored:
+            problem = "; ".join(filter(None, [problem, (
+                f"only {assignment}.ipynb is graded; ignored in the submission folder: "
+                + ", ".join(ignored[:10]) + (" ..." if len(ignored) > 10 else ""))]))
+        result = _API.autograde(assignment, student, force=True, create=True)
     graded_nb = root / "grader" / "autograded" / student / assignment / f"{assignment}.ipynb"
     # nbgrader decides whether it can grade a notebook (it converts old formats, restores
     # deleted test cells); the problem we saw is kept as a note either way

@@ -71,7 +71,9 @@ def tree_digest(root: Path, skip=()) -> dict[str, str]:
                 continue
             p = Path(dirpath, f)
             st = p.lstat()
-            data = os.readlink(p).encode() if p.is_symlink() else p.read_bytes()
+            # links by their target's name, fifos and devices by their mode: never opened
+            data = (os.readlink(p).encode() if stat.S_ISLNK(st.st_mode) else
+                    p.read_bytes() if stat.S_ISREG(st.st_mode) else b"")
             out[rel] = hashlib.sha256(data).hexdigest() + f":{st.st_mode:o}:{st.st_uid}"
         for d in dirs:
             st = Path(dirpath, d).lstat()
@@ -330,6 +332,19 @@ def test_nothing_but_the_notebook_comes_back_from_a_kernel(graded, run):
                 assert p.name == f"{A}.ipynb", p
             if stat.S_ISREG(st.st_mode):
                 assert salt.encode() not in p.read_bytes(), p
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_a_submission_is_reduced_to_its_notebook(graded, run):
+    """Links and a fifo beside the notebook are neither followed nor copied; the
+    instructor is told what was ignored."""
+    root = graded["runs"][run]["root"]
+    note = grades(root)["folder-links"]["note"]
+    assert "ignored in the submission folder" in note, note
+    for name in ("shadow.txt", "private.txt", "solutions", "pipe"):
+        assert name in note, (name, note)
+    graded_folder = root / "grader" / "autograded" / "folder-links" / A
+    assert sorted(p.name for p in graded_folder.iterdir()) == [f"{A}.ipynb"]
 
 
 @pytest.mark.parametrize("run", RUNS)
