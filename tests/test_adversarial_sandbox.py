@@ -83,7 +83,8 @@ def test_what_the_kernel_can_see_and_do(tmp_path):
         print('SEEN', p, os.listdir(p) if os.path.isdir(p) else open(p).read()[:10])
     except OSError as e:
         print('hidden', p, type(e).__name__)
-print('course tree', os.path.exists({course!r}), os.path.exists({str(tmp_path)!r}))
+print('course tree', sorted(os.listdir({course!r})) if os.path.isdir({course!r}) else None,
+      os.path.exists({str(tmp_path)!r}))
 print('cwd', os.getcwd(), sorted(os.listdir('.')), 'python', sys.executable)""",
         # writes outside the scratch dir, privileges
         f"""for p in [{course!r} + '/course_lib/x.py', {course!r} + '/.venv/x', '/usr/x', '/etc/x']:
@@ -101,8 +102,12 @@ open('scratch_ok.txt', 'w').write('fine'); print('scratch writable')""",
     assert "CONNECTED" not in out[1] and out[1].count("refused") == 2, out[1]
     assert not got
     assert "SEEN" not in out[2] and out[2].count("hidden") == 5, out[2]
-    # neither the course tree nor nbgrader's folder for this student: a private scratch
-    assert "course tree False False" in out[2], out[2]
+    # neither the course tree nor nbgrader's folder for this student: a private scratch.
+    # A venv inside the course (a fresh clone's .venv) keeps its own folder visible, as
+    # the path to the interpreter, and nothing else of the course.
+    prefix = Path(sys.prefix).resolve()
+    venv = [prefix.relative_to(ROOT).parts[0]] if prefix.is_relative_to(ROOT) else None
+    assert f"course tree {venv} False" in out[2], out[2]
     assert "cwd /run/grading/work []" in out[2], out[2]
     assert "WROTE" not in out[3] and out[3].count("readonly") == 4, out[3]
     assert "uid=0" not in out[3] and "True" not in out[3]
