@@ -315,9 +315,13 @@ def _meta(grade_id, grade=False, solution=False, locked=False, points=None):
     return {"nbgrader": m}
 
 
+def _points(n: int) -> str:
+    return f"{n} point" if n == 1 else f"{n} points"
+
+
 def _test_source(assignment, name, points, what):
     # the harness under a private name: a student's own `check` cannot shadow it
-    return (f'"""{name} ({points} points): {what}."""\n'
+    return (f'"""{name} ({_points(points)}): {what}."""\n'
             "from course_lib.checks import check as _course_check\n\n"
             f'_course_check("{assignment}", "{name}", {name})\n'
             "### BEGIN HIDDEN TESTS\n"
@@ -336,7 +340,7 @@ def build(assignment: str) -> nbformat.NotebookNode:
 
     total = sum(points_of(p) for p in parts)
     overview = "\n".join(
-        f"- Part {LETTERS[i]} ({points_of(p)} points): "
+        f"- Part {LETTERS[i]} ({_points(points_of(p))}): "
         + (f"`{p[1]}`" if p[0] == "fn" else "a written answer (graded by hand)")
         for i, p in enumerate(parts))
     cells = [
@@ -351,9 +355,8 @@ def build(assignment: str) -> nbformat.NotebookNode:
         if part[0] == "fn":
             _, name, text = part
             spec = specs[name]
-            pts = "point" if spec.points == 1 else "points"
             cells.append(new_markdown_cell(
-                f"## Part {letter} ({spec.points} {pts}): `{name}`\n\n{text}\n\n"
+                f"## Part {letter} ({_points(spec.points)}): `{name}`\n\n{text}\n\n"
                 f"Read: {spec.section.markdown()}.", metadata=_meta(f"part_{name}", locked=True)))
             cells.append(new_code_cell(module.SOLUTIONS[name].rstrip("\n"),
                                        metadata=_meta(name, solution=True)))
