@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ASSIGNMENT_IDS = ("01_backprop", "02_softmax", "03_bptt", "04_truncation", "05_vanishing")
+ASSIGNMENT_IDS = ("01_backprop", "02_softmax", "03_bptt", "04_truncation", "05_vanishing",
+                  "06_language_model")
 
 
 def prepare_environment() -> None:

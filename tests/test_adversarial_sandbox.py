@@ -209,6 +209,23 @@ def test_the_kernel_imports_only_the_allowlist(tmp_path):
     assert "allowed ok" in text(c[10])
 
 
+
+def test_the_language_model_helpers_that_give_answers_away_are_unavailable(tmp_path):
+    nb, _ = run([
+        "import numpy as np\nfrom course_lib import charlm, data",
+        "charlm.perplexity(np.zeros((2, 3)), np.zeros(2, int))",
+        "charlm.tempered_softmax(np.zeros(3), 0.5)",
+        "charlm.stream_task(np.arange(10), 2, 10)",
+        "data.batchify(np.arange(10), 2)",
+        # data helpers stay: a split of the ids, one-hot codes
+        "train, valid = charlm.split(np.arange(20)); print(len(train), len(valid),"
+        " data.one_hot(np.array([1]), 3))",
+    ], tmp_path)
+    c = nb.cells
+    for i in (1, 2, 3, 4):
+        assert errors(c[i]) == ["ReferenceUnavailableError"], text(c[i])
+    assert "18 2 [[0. 1. 0.]]" in text(c[5]), text(c[5])
+
 def test_views_refuse_an_allowlist_that_gives_a_reference_away():
     from grader.exercises import EXERCISES
     from grader.sandbox import views

@@ -29,7 +29,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-ASSIGNMENTS = ("01_backprop", "02_softmax", "03_bptt", "04_truncation", "05_vanishing")
+ASSIGNMENTS = ("01_backprop", "02_softmax", "03_bptt", "04_truncation", "05_vanishing",
+               "06_language_model")
 SOLUTION_MARKERS = (b"BEGIN SOLUTION", b"BEGIN HIDDEN TESTS")
 
 CHROMIUM = "/usr/bin/chromium"

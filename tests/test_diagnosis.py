@@ -14,6 +14,10 @@ from grader import judge
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "wrong"))
 from corpus import WRONG  # noqa: E402
 
+# a fixed salt in place of the course's secret one (grader/secret/): any salt
+# draws a fresh set of hidden cases per student
+SALT = "test-salt-" + "0" * 32
+
 
 def verdict_of(assignment, name, fn):
     """What the student sees first: the visible verdict, else a hidden one."""
@@ -21,7 +25,7 @@ def verdict_of(assignment, name, fn):
     v = judge.judge_fn(ex, judge.cases_for(ex, False), fn)
     if v.passed:
         v = judge.judge_fn(ex, judge.cases_for(ex, True, seed=judge.hidden_seed(
-            "ada", assignment, judge.DEFAULT_SALT)), fn, hidden=True)
+            "ada", assignment, SALT)), fn, hidden=True)
     return v
 
 

@@ -22,7 +22,8 @@ from grader import exercises as reg
 from grader import judge
 
 REPO = Path(__file__).resolve().parent.parent
-ASSIGNMENTS = ("01_backprop", "02_softmax", "03_bptt", "04_truncation", "05_vanishing")
+ASSIGNMENTS = ("01_backprop", "02_softmax", "03_bptt", "04_truncation", "05_vanishing",
+               "06_language_model")
 HIDDEN_SEEDS = tuple(range(12)) + (12345, 2**63 - 1)  # the grader draws 64-bit seeds
 KEYS = sorted(reg.EXERCISES)
 

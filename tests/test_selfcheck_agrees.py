@@ -26,7 +26,8 @@ from grader import exercises as reg
 from grader import selfcheck, synthetic
 
 REPO = Path(__file__).resolve().parent.parent
-ASSIGNMENTS = ("01_backprop", "02_softmax", "03_bptt", "04_truncation", "05_vanishing")
+ASSIGNMENTS = ("01_backprop", "02_softmax", "03_bptt", "04_truncation", "05_vanishing",
+               "06_language_model")
 
 
 def _safe(text: str) -> str:

@@ -1,6 +1,6 @@
 """Writes the nbgrader source notebooks solutions/<a>/<a>.ipynb (run after editing).
 
-    python -m tools.author_assignments            # all five assignments
+    python -m tools.author_assignments            # all assignments
     python -m tools.author_assignments 03_bptt    # one
 
 One source of truth: the code of every answer cell (with its ``### BEGIN/END SOLUTION``
@@ -255,6 +255,55 @@ CONTENT = {
              "explanations 1 point.)"),
         ],
     },
+    "06_language_model": {
+        "title": "Assignment 6: A character-level language model",
+        "intro": (
+            "This assignment follows Chapter 6 (`06_language_model.html`): *From text to "
+            "carried-state streams*, *What to beat: perplexity and count-based models* and "
+            "*Sampling, and temperature*. The model is the RNN of the earlier chapters with "
+            "one-hot inputs and outputs over the same vocabulary of $V$ characters; here you "
+            "write what a language model adds around it. Everything is time-major, as in "
+            "`course_lib.rnn`: inputs `(T, B, V)`, logits `(T, B, V)`, targets `(T, B)`."),
+        "parts": [
+            ("fn", "perplexity",
+             "The perplexity $\\operatorname{PP} = \\exp\\big(-\\frac{1}{N} \\sum_{i=1}^{N} "
+             "\\log \\operatorname{softmax}(v_i)_{y_i}\\big)$ of logits against target ids, "
+             "over all $N$ predictions, for logits of shape $(N, V)$ or $(T, B, V)$. Logits "
+             "of uniform value give perplexity $V$. Use log-softmax with the maximum "
+             "subtracted: logits of $\\pm 1000$ must not make the result `inf` or `nan`."),
+            ("fn", "tempered_softmax",
+             "The distribution a character is drawn from at temperature $\\tau$: "
+             "$p_\\tau = \\operatorname{softmax}(v / \\tau)$ along the last axis. "
+             "$\\tau < 1$ sharpens it, $\\tau > 1$ flattens it. At $\\tau = 0.01$ the "
+             "logits are multiplied by 100."),
+            ("fn", "make_streams",
+             "Cut a long sequence of $N$ ids into $B$ contiguous streams side by side, as "
+             "`charlm.stream_task` does: stream $b$ is the $b$-th slice of $T + 1$ ids, "
+             "$T = \\lfloor N / B \\rfloor - 1$ (leftover ids at the end are dropped). The "
+             "inputs are one-hot `(T, B, V)` with row `xs[t, b]` encoding id $t$ of stream "
+             "$b$; the target `targets[t, b]` is id $t + 1$ of the same stream. With "
+             "`ids = 0, 1, ..., 9` and $B = 2$ the streams are `0..4` and `5..9`."),
+            ("written", "written_perplexity", 2,
+             "**Written answer.** Show that a model that gives every one of the V "
+             "characters probability 1/V has perplexity V, whatever the text, and that a "
+             "model which predicts each character with probability p has perplexity 1/p. "
+             "Then explain why, with carried-state streams, `ids.reshape(T + 1, B)` "
+             "(no transpose) still trains but gives a worse model than the contiguous "
+             "streams. (3-6 sentences.)",
+             "Uniform: -log p(c_i) = log V for every i, so the mean cross-entropy is "
+             "log V and PP = exp(log V) = V. Constant probability p: the mean of -log p "
+             "is -log p, so PP = exp(-log p) = 1/p; perplexity is the inverse of the "
+             "(geometric) mean probability of the right character, 'as uncertain as a "
+             "uniform choice among PP characters'. With reshape(T + 1, B), step t of the "
+             "batch holds ids tB .. tB + B - 1, so stream b holds every B-th character: "
+             "targets[t, b] is the character B positions after the input, not the next "
+             "one, and the state carried along a stream joins characters B apart. The "
+             "model learns to predict a character from one B positions back (about as "
+             "good as a unigram model for text) instead of the next character given its "
+             "context. (Grading: both perplexity identities 1 point; the layout "
+             "argument 1 point.)"),
+        ],
+    },
 }
 
 
@@ -266,9 +315,13 @@ def _meta(grade_id, grade=False, solution=False, locked=False, points=None):
     return {"nbgrader": m}
 
 
+def _points(n: int) -> str:
+    return f"{n} point" if n == 1 else f"{n} points"
+
+
 def _test_source(assignment, name, points, what):
     # the harness under a private name: a student's own `check` cannot shadow it
-    return (f'"""{name} ({points} points): {what}."""\n'
+    return (f'"""{name} ({_points(points)}): {what}."""\n'
             "from course_lib.checks import check as _course_check\n\n"
             f'_course_check("{assignment}", "{name}", {name})\n'
             "### BEGIN HIDDEN TESTS\n"
@@ -287,7 +340,7 @@ def build(assignment: str) -> nbformat.NotebookNode:
 
     total = sum(points_of(p) for p in parts)
     overview = "\n".join(
-        f"- Part {LETTERS[i]} ({points_of(p)} points): "
+        f"- Part {LETTERS[i]} ({_points(points_of(p))}): "
         + (f"`{p[1]}`" if p[0] == "fn" else "a written answer (graded by hand)")
         for i, p in enumerate(parts))
     cells = [
@@ -302,9 +355,8 @@ def build(assignment: str) -> nbformat.NotebookNode:
         if part[0] == "fn":
             _, name, text = part
             spec = specs[name]
-            pts = "point" if spec.points == 1 else "points"
             cells.append(new_markdown_cell(
-                f"## Part {letter} ({spec.points} {pts}): `{name}`\n\n{text}\n\n"
+                f"## Part {letter} ({_points(spec.points)}): `{name}`\n\n{text}\n\n"
                 f"Read: {spec.section.markdown()}.", metadata=_meta(f"part_{name}", locked=True)))
             cells.append(new_code_cell(module.SOLUTIONS[name].rstrip("\n"),
                                        metadata=_meta(name, solution=True)))

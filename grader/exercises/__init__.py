@@ -4,7 +4,7 @@
     MISTAKE_SOURCES[(assignment, name, mistake name)] -> the complete source of the
         solution cell that defines ``name``, with exactly that mistake in it
 
-One module per assignment (a01_backprop ... a05_vanishing) defines:
+One module per assignment (a01_backprop ... a06_language_model) defines:
 
 * ``ASSIGNMENT``, ``PRELUDE`` (the notebook's first code cell: imports),
 * ``SOLUTIONS``: {name: source of the solution cell, with ``### BEGIN/END SOLUTION``}.
@@ -233,9 +233,11 @@ def _register(module) -> None:
 
 
 def _load() -> None:
-    from . import a01_backprop, a02_softmax, a03_bptt, a04_truncation, a05_vanishing
+    from . import (a01_backprop, a02_softmax, a03_bptt, a04_truncation, a05_vanishing,
+                   a06_language_model)
 
-    for module in (a01_backprop, a02_softmax, a03_bptt, a04_truncation, a05_vanishing):
+    for module in (a01_backprop, a02_softmax, a03_bptt, a04_truncation, a05_vanishing,
+                   a06_language_model):
         _register(module)
 
 

@@ -19,8 +19,11 @@ an exercise of grader/exercises grades is unavailable: the MLP forward/backward 
 momentum step, softmax, log-softmax, the softmax Jacobian, both losses and their
 gradients, every RNN pass (steps, hidden states, outputs, loss gradient, backward,
 BPTT, gradient norms, sampling), numerical gradients, TBPTT, the optimizers and
-norm clipping. What stays is data, initialisation, validation, activations (the
-assignments hand them out) and the record-writing ``checks``.
+norm clipping, and for the language model the cutting of ids into streams
+(data.batchify, data.char_task, charlm.stream_task), perplexity (also the n-gram
+one and evaluate), the tempered softmax and text sampling. What stays is data,
+initialisation, validation, activations (the assignments hand them out), the
+train/validation split and the record-writing ``checks``.
 ``check_references`` refuses a registry whose references call an allowed name.
 """
 from __future__ import annotations
@@ -46,7 +49,9 @@ COURSE_LIB_ALLOWED: dict[str, str | frozenset] = {
     "course_lib": ALL,
     "course_lib.checks": ALL,
     "course_lib.validation": ALL,
-    "course_lib.data": ALL,
+    # batchify and char_task cut ids into time-major streams (the graded make_streams)
+    "course_lib.data": frozenset({"adding_problem", "delayed_copy", "delayed_xor", "one_hot",
+                                  "CORPORA", "load_corpus", "CharVocab", "encode", "decode"}),
     "course_lib.activations": ALL,
     "course_lib.losses": frozenset({"LOSSES", "check_loss_name"}),
     "course_lib.mlp": frozenset({"LAYER_SIZES", "worked_example", "node_numbers",
@@ -56,6 +61,7 @@ COURSE_LIB_ALLOWED: dict[str, str | frozenset] = {
     "course_lib.gradcheck": frozenset({"rel_error", "GradCheckReport"}),
     "course_lib.optim": frozenset(),
     "course_lib.truncation": frozenset(),
+    "course_lib.charlm": frozenset({"split"}),
 }
 
 _GRADING_MODULE = '''"""Generated for the grading sandbox: placeholders of unavailable names."""
