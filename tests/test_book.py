@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import http.server
 import re
-import subprocess
 import sys
 import threading
 import urllib.request
@@ -27,6 +26,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from helpers import log_tail, run_build
 
 REPO = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = ("01_backprop", "02_softmax", "03_bptt", "04_truncation", "05_vanishing",
@@ -57,37 +57,7 @@ def toc_documents(toc_file: Path = REPO / "_toc.yml") -> list[str]:
     return list(dict.fromkeys(walk(yaml.safe_load(toc_file.read_text()))))
 
 
-def run_build(source: Path = REPO) -> subprocess.CompletedProcess:
-    """`make book` for the book in `source` (the strict flags are the script's)."""
-    return subprocess.run(
-        [sys.executable, "-m", "tools.build_book", str(source)],
-        cwd=REPO, capture_output=True, text=True, timeout=1800,
-    )
-
-
-def log_tail(result: subprocess.CompletedProcess, lines: int = 60) -> str:
-    return "\n".join((result.stdout + result.stderr).splitlines()[-lines:])
-
-
 # --------------------------------------------------------------------------- fixtures
-
-@pytest.fixture(scope="session")
-def book_copy(tmp_path_factory) -> Path:
-    """A copy of the book's sources in a temporary folder, built once per session."""
-    sys.path.insert(0, str(REPO))
-    try:
-        from tools.build_book import copy_book_sources
-    finally:
-        sys.path.remove(str(REPO))
-    return copy_book_sources(tmp_path_factory.mktemp("book"), REPO)
-
-
-@pytest.fixture(scope="session")
-def built_book(book_copy) -> Path:
-    result = run_build(book_copy)
-    assert result.returncode == 0, f"`make book` failed:\n{log_tail(result)}"
-    return book_copy / "_build" / "html"
-
 
 @pytest.fixture(scope="session")
 def server(built_book):

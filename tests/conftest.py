@@ -1,0 +1,29 @@
+"""Fixtures shared by several test files: the book is built once per session."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO, log_tail, run_build
+
+
+@pytest.fixture(scope="session")
+def book_copy(tmp_path_factory) -> Path:
+    """A copy of the book's sources in a temporary folder (the repository's own _build/
+    is neither used nor touched)."""
+    sys.path.insert(0, str(REPO))
+    try:
+        from tools.build_book import copy_book_sources
+    finally:
+        sys.path.remove(str(REPO))
+    return copy_book_sources(tmp_path_factory.mktemp("book"), REPO)
+
+
+@pytest.fixture(scope="session")
+def built_book(book_copy) -> Path:
+    """The book built from ``book_copy`` exactly as `make book` builds it."""
+    result = run_build(book_copy)
+    assert result.returncode == 0, f"`make book` failed:\n{log_tail(result)}"
+    return book_copy / "_build" / "html"

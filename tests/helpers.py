@@ -1,0 +1,20 @@
+"""Helpers shared by several test files (fixtures live in conftest.py)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_build(source: Path = REPO) -> subprocess.CompletedProcess:
+    """`make book` for the book in `source` (the strict flags are the script's)."""
+    return subprocess.run(
+        [sys.executable, "-m", "tools.build_book", str(source)],
+        cwd=REPO, capture_output=True, text=True, timeout=1800,
+    )
+
+
+def log_tail(result: subprocess.CompletedProcess, lines: int = 60) -> str:
+    return "\n".join((result.stdout + result.stderr).splitlines()[-lines:])
