@@ -1,5 +1,5 @@
 """Diagnosis by what the answer is: a realistic class of wrong functions
-(tests/fixtures/wrong/corpus.py, written as students write them, not as the catalogue's
+(tests/fixtures/wrong/wrong_answers.py, written as students write them, not as the catalogue's
 edits) is judged without a kernel; every one must fail, and at least 80% must be named
 (a catalogued mistake, a transform of the right answer given as a guess, or a modified
 input). The named fraction is printed."""
@@ -12,7 +12,7 @@ from grader import exercises as reg
 from grader import judge
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "wrong"))
-from corpus import WRONG  # noqa: E402
+from wrong_answers import WRONG  # noqa: E402
 
 # a fixed salt in place of the course's secret one (grader/secret/): any salt
 # draws a fresh set of hidden cases per student
