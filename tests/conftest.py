@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, log_tail, run_build
+from helpers import CHROMIUM, CHROMIUM_FLAGS, REPO, log_tail, run_build
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +27,18 @@ def built_book(book_copy) -> Path:
     result = run_build(book_copy)
     assert result.returncode == 0, f"`make book` failed:\n{log_tail(result)}"
     return book_copy / "_build" / "html"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the whole session: Playwright's sync API cannot start
+    a second instance in the same thread while one is open."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium package")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()

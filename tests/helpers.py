@@ -1,11 +1,18 @@
 """Helpers shared by several test files (fixtures live in conftest.py)."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# Debian's chromium package (make test installs it), driven by Playwright
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # Playwright gives every launch a fresh, temporary user-data-dir
 
 
 def run_build(source: Path = REPO) -> subprocess.CompletedProcess:

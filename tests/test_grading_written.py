@@ -21,10 +21,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "tests" / "fixtures" / "grading_demo"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
 ENV = {**os.environ,
        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
        "PYTHONPATH": os.pathsep.join([str(DEMO), str(REPO)]),
@@ -79,41 +75,36 @@ def grades(root: Path) -> dict:
         return {r["student"]: r for r in csv.DictReader(fh)}
 
 
-def test_scores_typed_in_chromium_reach_every_output(course, server):
-    from playwright.sync_api import sync_playwright
-
+def test_scores_typed_in_chromium_reach_every_output(course, server, browser):
     before = grades(course)
     # nbgrader scores an untouched answer 0 by itself ("No response"): cy needs no grader
     assert [s for s, r in before.items() if r["needs_manual_grade"] == "True"] == ["ada", "bo"]
     assert before["ada"]["manual_score"] == ""
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=CHROMIUM_FLAGS)
-        page = browser.new_page()
-        page.goto(server)
-        assert "0 of 3 graded" in page.inner_text("body")
-        page.click("text=00_demo: why_max")
-        assert "why subtract the max?" in page.inner_text("blockquote")
-        # student text is shown as text: bo's script neither runs nor becomes markup
-        assert "<script>document.title='pwned'</script>" in page.inner_text("body")
-        assert page.title() != "pwned"
-        # an impossible score is refused by the form itself (the server checks it too,
-        # see below); what was typed stays
-        page.fill("input[name='score:ada']", "1")
-        page.fill("input[name='score:bo']", "7")
-        page.fill("textarea[name='comment:ada']", "Both reasons, well put.")
-        page.click("text=Save all")
-        assert page.locator("input[name='score:bo']:invalid").count() == 1
-        assert "Saved" not in page.inner_text("body")
-        assert page.input_value("textarea[name='comment:ada']") == "Both reasons, well put."
-        page.fill("input[name='score:bo']", "0.5")
-        page.fill("textarea[name='comment:bo']", "Speed is not the reason: overflow is.")
-        page.fill("input[name='score:cy']", "0")
-        page.click("text=Save all")
-        page.wait_for_selector("text=Saved: 3 changed")
-        page.click("text=All questions")
-        assert "3 of 3 graded" in page.inner_text("body")
-        browser.close()
+    page = browser.new_page()
+    page.goto(server)
+    assert "0 of 3 graded" in page.inner_text("body")
+    page.click("text=00_demo: why_max")
+    assert "why subtract the max?" in page.inner_text("blockquote")
+    # student text is shown as text: bo's script neither runs nor becomes markup
+    assert "<script>document.title='pwned'</script>" in page.inner_text("body")
+    assert page.title() != "pwned"
+    # an impossible score is refused by the form itself (the server checks it too,
+    # see below); what was typed stays
+    page.fill("input[name='score:ada']", "1")
+    page.fill("input[name='score:bo']", "7")
+    page.fill("textarea[name='comment:ada']", "Both reasons, well put.")
+    page.click("text=Save all")
+    assert page.locator("input[name='score:bo']:invalid").count() == 1
+    assert "Saved" not in page.inner_text("body")
+    assert page.input_value("textarea[name='comment:ada']") == "Both reasons, well put."
+    page.fill("input[name='score:bo']", "0.5")
+    page.fill("textarea[name='comment:bo']", "Speed is not the reason: overflow is.")
+    page.fill("input[name='score:cy']", "0")
+    page.click("text=Save all")
+    page.wait_for_selector("text=Saved: 3 changed")
+    page.click("text=All questions")
+    assert "3 of 3 graded" in page.inner_text("body")
+    page.close()
 
     after = grades(course)
     ada, bo = after["ada"], after["bo"]
