@@ -19,6 +19,7 @@ import functools
 import http.server
 import json
 import re
+import shutil
 import sys
 import threading
 import urllib.request
@@ -243,8 +244,11 @@ def test_rebuild_with_nothing_changed_uses_the_cache(built_book, book_copy):
 # --------------------------------------------------------------------------- strictness
 
 def scratch_book(tmp_path: Path, page: str) -> Path:
-    """A one-page book using the course's own _config.yml."""
+    """A one-page book using the course's own _config.yml and what it names (the
+    bibliography, the static folder), so that only the page's own fault can fail it."""
     (tmp_path / "_config.yml").write_text((REPO / "_config.yml").read_text())
+    (tmp_path / "references.bib").write_text((REPO / "references.bib").read_text())
+    shutil.copytree(REPO / "book" / "static", tmp_path / "book" / "static")
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: index\n")
     front_matter = "---\nfile_format: mystnb\nkernelspec:\n  name: python3\n  display_name: Python 3\n---\n"
     (tmp_path / "index.md").write_text(front_matter + page)
