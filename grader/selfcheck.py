@@ -75,10 +75,28 @@ def _released(assignment: str):
     return nbformat.read(path, as_version=4) if path.is_file() else None
 
 
-def run(notebook: str | os.PathLike, timeout: int = 120, out=sys.stdout) -> int:
-    import nbformat
+def run_in_kernel(nb, folder: Path, timeout: int) -> None:
+    """Run ``nb`` top to bottom in a fresh kernel whose working directory is ``folder``;
+    a cell that raises keeps its error output and the next cells still run."""
     from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
+
+    with tempfile.TemporaryDirectory(prefix="bptt-check-") as tmp:
+        # ipc sockets: local only, and no "running over TCP" warning from the kernel
+        km = AsyncKernelManager(kernel_name="python3", transport="ipc",
+                                ip=os.path.join(tmp, "kernel"))
+        # the kernel's own log lines ("Parent appears to have exited") are noise here
+        NotebookClient(nb, km=km, timeout=timeout, allow_errors=True,
+                       resources={"metadata": {"path": str(folder)}}
+                       ).execute(stderr=subprocess.DEVNULL)
+
+
+def run(notebook: str | os.PathLike, timeout: int = 120, out=sys.stdout,
+        execute=run_in_kernel) -> int:
+    """Self-check ``notebook``, print one line per test, return the exit status.
+    ``execute(nb, folder, timeout)`` runs the prepared notebook (the tests give a
+    stand-in that runs the cells without a kernel)."""
+    import nbformat
 
     def say(text):
         print(text, file=out)
@@ -102,23 +120,16 @@ def run(notebook: str | os.PathLike, timeout: int = 120, out=sys.stdout) -> int:
     saved = {k: os.environ.pop(k) for k in ("COURSE_RECORD_DIR", "COURSE_CASES_DIR",
                                             "COURSE_ASSIGNMENT", "NBGRADER_EXECUTION")
              if k in os.environ}
-    with tempfile.TemporaryDirectory(prefix="bptt-check-") as tmp:
-        info = cells.prepare(nb, assignment, exercises, seed=0, student="self-check")
-        os.environ.update(info["env"])
-        try:
-            # ipc sockets: local only, and no "running over TCP" warning from the kernel
-            km = AsyncKernelManager(kernel_name="python3", transport="ipc",
-                                    ip=os.path.join(tmp, "kernel"))
-            # the kernel's own log lines ("Parent appears to have exited") are noise here
-            NotebookClient(nb, km=km, timeout=timeout, allow_errors=True,
-                           resources={"metadata": {"path": str(path.parent.resolve())}}
-                           ).execute(stderr=subprocess.DEVNULL)
-            verdicts = cells.decide(nb, info, exercises, hidden=False)
-        finally:
-            for k in info["env"]:
-                os.environ.pop(k, None)
-            os.environ.update(saved)
-            cells.cleanup(info)
+    info = cells.prepare(nb, assignment, exercises, seed=0, student="self-check")
+    os.environ.update(info["env"])
+    try:
+        execute(nb, path.parent.resolve(), timeout)
+        verdicts = cells.decide(nb, info, exercises, hidden=False)
+    finally:
+        for k in info["env"]:
+            os.environ.pop(k, None)
+        os.environ.update(saved)
+        cells.cleanup(info)
     return report(nb, verdicts, say)
 
 

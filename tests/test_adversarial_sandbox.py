@@ -147,10 +147,7 @@ while True:
         "print('after segfault', a, b)",
         "import sys; sys.exit(1)",
         "print('after sys.exit', a, b)",
-        "import sys\nfor i in range(400_000): sys.stdout.write('x')",
-        "print('\\n'.join(map(str, range(300_000))))",
-        "print('end', a, b)",
-    ], tmp_path, timeout=5)
+    ], tmp_path, timeout=5)  # the limit that stops the endless loops: small, to keep this short
     c = nb.cells
     assert errors(c[1]) == ["MemoryError"]
     assert "after memory 1" in text(c[2])
@@ -168,21 +165,42 @@ while True:
     assert "after segfault 1 2" in text(c[12])
     assert errors(c[13]) == ["SystemExit"]
     assert "after sys.exit 1 2" in text(c[14])
-    for big in (c[15], c[16]):
-        assert "[output truncated" in text(big)
-        assert len(text(big)) < 110_000
-    assert "end 1 2" in text(c[17])
     print(f"resource attacks notebook: {elapsed:.1f} s")
 
 
+def test_output_floods_are_truncated_and_later_cells_still_run(tmp_path):
+    """The caps on output, not a time limit, stop these cells: a generous limit per cell
+    keeps a busy machine from turning them into timeouts."""
+    nb, _ = run([
+        "a = 1",
+        "import sys\nfor i in range(400_000): sys.stdout.write('x')",
+        "print('\\n'.join(map(str, range(300_000))))",
+        "print('end', a)",
+    ], tmp_path, timeout=120)
+    c = nb.cells
+    for big in (c[1], c[2]):
+        assert not errors(big), text(big)[:300]
+        assert "[output truncated" in text(big)
+        assert len(text(big)) < 110_000
+    assert "end 1" in text(c[3])
+
+
 def test_notebook_time_limit_marks_every_remaining_cell(tmp_path):
+    """Three 2 s sleeps do not fit in a 5 s notebook: counted in cells, not in wall time
+    (a busy machine only makes the limit bite earlier), at most two sleeps finish, the
+    cell that meets the limit is stopped, and every cell after it is marked, not run."""
     nb, elapsed = run(["import time; time.sleep(2)", "time.sleep(2)", "time.sleep(2)",
                        "print('never')", "print('never')"], tmp_path, timeout=10,
                       notebook_timeout=5)
-    assert elapsed < 12
-    assert errors(nb.cells[-1]) == ["NotExecuted"] and "notebook time limit" in text(nb.cells[-1])
+    outcomes = [errors(c)[0] if errors(c) else "ran" for c in nb.cells]
+    stopped = next((i for i, o in enumerate(outcomes) if o != "ran"), len(outcomes))
+    assert stopped <= 2, f"the notebook ran past its time limit: {outcomes}"
+    assert outcomes[stopped] in ("CellTimeoutError", "NotExecuted"), outcomes
+    assert outcomes[stopped + 1:] == ["NotExecuted"] * (len(outcomes) - stopped - 1), outcomes
+    assert "notebook time limit" in text(nb.cells[-1])
     assert "never" not in "".join(text(c) for c in nb.cells if c.outputs and
                                   c.outputs[0].output_type == "stream")
+    print(f"notebook time limit: {outcomes}, {elapsed:.1f} s")
 
 
 def test_the_kernel_imports_only_the_allowlist(tmp_path):

@@ -6,8 +6,9 @@ when they exist, the course's assignments (solutions/ + grader/exercises):
 
 * each solution submitted as-is -> full autograded marks;
 * each unmodified student notebook -> zero, and the run does not crash;
-* each catalogued mistake (MISTAKE_SOURCES) -> exactly that function's points lost,
-  and its feedback names the mistake;
+* one catalogued mistake (MISTAKE_SOURCES) per assignment -> exactly that function's
+  points lost, and its feedback names the mistake (every mistake is judged without a
+  kernel in test_grading_judge.py, test_fairness.py and test_selfcheck_agrees.py);
 * a few broken submissions (corrupt JSON, empty folder, cheats) -> zero for what they
   break, clear notes, the rest of the class graded.
 
@@ -94,9 +95,9 @@ def graded_class(tmp_path_factory):
         expected[("solution", a)] = (full[a], None)
         synthetic.write_submission(root, "unmodified", a, nbformat.read(ex, as_version=4))
         expected[("unmodified", a)] = (0, None)
-        for key, source in reg.MISTAKE_SOURCES.items():
-            if key[0] != a:
-                continue
+        # one catalogued mistake per assignment end to end; every other one is judged
+        # without a kernel (test_grading_judge, test_fairness, test_selfcheck_agrees)
+        for key, source in [(k, s) for k, s in reg.MISTAKE_SOURCES.items() if k[0] == a][:1]:
             fn = synthetic.mistake_fn_name(key, source)
             mistake = key[-1]
             student = f"m-{a[:2]}-{_safe(fn)}-{_safe(mistake)}"

@@ -1,15 +1,24 @@
 """One judge: `python -m grader check` gives the grade's visible verdict.
 
-A temporary course gets one submission per catalogued mistake of every assignment,
-plus notebooks with a SyntaxError in an answer cell, an edited locked test cell, a
-scratch cell that calls the harness with a wrong variant, and a student's own `check`.
-The class is graded with the real pipeline (`python -m grader grade`, no sandbox, to
-keep the run short); each notebook is also self-checked (`grader.selfcheck.run`). For
-every test cell that the grade failed on its visible cases, the self-check prints the
-same message; where the grade passed (or failed on hidden cases only), the self-check
-passes."""
+For every test cell that the grade failed on its visible cases, the self-check prints
+the same message; where the grade passed (or failed on hidden cases only), the
+self-check passes. Shown two ways:
+
+* End to end, with real kernels, one notebook of each kind for chapter 3's assignment:
+  the solution, the unmodified notebook, a catalogued mistake, and the four notebooks
+  where the self-check and the grader take different roads (a SyntaxError in an answer
+  cell, an edited locked test cell, a scratch cell that calls the harness with a wrong
+  variant, a student's own `check`). They are graded with the real pipeline
+  (`python -m grader grade`, no sandbox, to keep the run short) and each one is
+  self-checked (`grader.selfcheck.run`, a fresh kernel per notebook).
+* Without a kernel, every catalogued mistake of every assignment, and each solution and
+  unmodified notebook: the grader's own steps (``PrepareCases``, then ``Verdict`` on the
+  records; the hidden cases drawn from the student's seed) and the self-check's
+  (``selfcheck.run``, visible cases) judge the same notebook, its cells run in this
+  process instead of a kernel (``run_here``)."""
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -17,6 +26,7 @@ import re
 import shutil
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import nbformat
@@ -24,14 +34,33 @@ import pytest
 
 from grader import exercises as reg
 from grader import selfcheck, synthetic
+from grader.verdict import PrepareCases, Verdict
 
 REPO = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = ("01_backprop", "02_softmax", "03_bptt", "04_truncation", "05_vanishing",
                "06_language_model")
+SALT = "test-salt-" + "0" * 32  # any salt: the hidden cases differ from the visible ones
 
 
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:40]
+
+
+def _nbgrader(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+
+
+def _solved(assignment: str):
+    return synthetic.solved(REPO / "solutions" / assignment / f"{assignment}.ipynb",
+                            REPO / "exercises" / assignment / f"{assignment}.ipynb")
+
+
+def _kinds(assignment: str, solved) -> list:
+    """(student, notebook): the solution, the unmodified notebook, each catalogued mistake."""
+    blank = nbformat.read(REPO / "exercises" / assignment / f"{assignment}.ipynb", as_version=4)
+    return [("solution", solved), ("unmodified", blank)] + [
+        (f"m-{_safe(fn)}-{_safe(m)}", synthetic.with_cell_replaced(solved, fn, source))
+        for (a, fn, m), source in reg.MISTAKE_SOURCES.items() if a == assignment]
 
 
 def _special(solved):
@@ -41,7 +70,7 @@ def _special(solved):
         .replace("T, B, _ = xs.shape", "T, B, _ = xs.shape)"))
     edited = nbformat.from_dict(json.loads(nbformat.writes(solved)))
     for cell in edited.cells:
-        if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "test_rnn_bptt":
+        if _nbgrader(cell).get("grade_id") == "test_rnn_bptt":
             cell.source = "print('rnn_bptt: passed')"
     scratch = nbformat.from_dict(json.loads(nbformat.writes(solved)))
     scratch.cells.append(nbformat.v4.new_code_cell(
@@ -60,41 +89,35 @@ def _special(solved):
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
+    """Chapter 3's end-to-end notebooks, graded by `python -m grader grade`."""
+    a = "03_bptt"
     root = tmp_path_factory.mktemp("course")
     shutil.copy(REPO / "nbgrader_config.py", root)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "PYTHONPATH": str(REPO)}
     env.pop("COURSE_EXERCISES_MODULE", None)
-    for a in ASSIGNMENTS:
-        shutil.copytree(REPO / "solutions" / a, root / "solutions" / a)
+    shutil.copytree(REPO / "solutions" / a, root / "solutions" / a)
     subprocess.run([sys.executable, "-m", "grader", "release", "--root", str(root)],
                    cwd=REPO, env=env, check=True, capture_output=True)
+    solved = _solved(a)
     notebooks = {}
-    for a in ASSIGNMENTS:
-        solved = synthetic.solved(root / "solutions" / a / f"{a}.ipynb",
-                                  root / "exercises" / a / f"{a}.ipynb")
-        subs = [(f"m-{_safe(fn)}-{_safe(m)}",
-                 synthetic.with_cell_replaced(solved, fn, source))
-                for (aa, fn, m), source in reg.MISTAKE_SOURCES.items() if aa == a]
-        if a == "03_bptt":
-            subs += _special(solved)
-        for student, nb in subs:
-            notebooks[(student, a)] = synthetic.write_submission(root, student, a, nb)
+    for student, nb in _kinds(a, solved)[:3] + _special(solved):
+        notebooks[(student, a)] = synthetic.write_submission(root, student, a, nb)
     proc = subprocess.run([sys.executable, "-m", "grader", "grade", "--root", str(root), "-q",
                            "--no-sandbox"], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=3000)
+                          timeout=1200)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return root, notebooks
 
 
-def _graded(root, student, assignment) -> dict:
-    data = json.loads((root / "grader" / "verdicts" / student / f"{assignment}.json").read_text())
+def _graded(verdicts: Path, student, assignment) -> dict:
+    data = json.loads((verdicts / student / f"{assignment}.json").read_text())
     return {t["name"]: t for t in data["tests"]}
 
 
-def _checked(path) -> dict:
+def _checked(path, execute=selfcheck.run_in_kernel) -> dict:
     out = io.StringIO()
-    selfcheck.run(path, out=out)
+    selfcheck.run(path, out=out, execute=execute)
     lines = {}
     for line in out.getvalue().splitlines():
         m = re.match(r"\s+(PASS|FAIL)\s+(\w+) \([^)]*\)(?:: (.*))?$", line)
@@ -103,27 +126,92 @@ def _checked(path) -> dict:
     return lines
 
 
+def _agree(graded: dict, checked: dict, who: str) -> int:
+    """Assert the self-check's lines give the grade's visible verdicts; the tests compared."""
+    for name, g in graded.items():
+        status, message = checked[name]
+        if g["passed"] or "a hidden case" in g["message"]:
+            assert status == "PASS", f"{who}/{name}: {message}"
+        else:
+            assert (status, message) == ("FAIL", g["message"]), f"{who}/{name}"
+    return len(graded)
+
+
 def test_self_check_equals_the_grades_visible_verdict(course):
     root, notebooks = course
-    compared = 0
-    for (student, a), path in sorted(notebooks.items()):
-        graded, checked = _graded(root, student, a), _checked(path)
-        for name, g in graded.items():
-            status, message = checked[name]
-            if g["passed"] or "a hidden case" in g["message"]:
-                assert status == "PASS", f"{student}/{name}: {message}"
-            else:
-                assert (status, message) == ("FAIL", g["message"]), f"{student}/{name}"
-            compared += 1
+    compared = sum(_agree(_graded(root / "grader" / "verdicts", student, a), _checked(path),
+                          student) for (student, a), path in sorted(notebooks.items()))
     print(f"\n{compared} test cells of {len(notebooks)} notebooks agree")
 
 
 def test_the_special_notebooks_get_what_they_deserve(course):
-    root, _ = course
-    syntax = _graded(root, "syntax", "03_bptt")["rnn_bptt"]
+    verdicts = course[0] / "grader" / "verdicts"
+    syntax = _graded(verdicts, "syntax", "03_bptt")["rnn_bptt"]
     assert not syntax["passed"] and "SyntaxError" in syntax["message"] and "line" in syntax["message"]
-    assert _graded(root, "edited-test", "03_bptt")["rnn_bptt"]["passed"]
-    assert _graded(root, "scratch", "03_bptt")["rnn_bptt"]["passed"]
-    own = _graded(root, "own-check", "03_bptt")
+    assert _graded(verdicts, "edited-test", "03_bptt")["rnn_bptt"]["passed"]
+    assert _graded(verdicts, "scratch", "03_bptt")["rnn_bptt"]["passed"]
+    own = _graded(verdicts, "own-check", "03_bptt")
     assert all(t["passed"] for t in own.values())
     assert "defines its own `check`" not in own["rnn_step_backward"]["message"]
+
+
+# --------------------------------------------------------------------------- no kernel
+
+def run_here(nb, folder=None, timeout=None) -> None:
+    """The kernel's stand-in: every code cell run in order in one namespace of this
+    process; a cell that raises gets the error output a kernel gives it, and the next
+    cells still run."""
+    namespace: dict = {"__name__": "__main__"}
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        cell.outputs = []
+        try:
+            exec(compile(cell.source, f"<cell {index}>", "exec"), namespace)  # noqa: S102
+        except Exception as exc:  # noqa: BLE001 - what a kernel reports, the cell records
+            cell.outputs = [nbformat.v4.new_output(
+                "error", ename=type(exc).__name__, evalue=str(exc),
+                traceback=traceback.format_exception(exc))]
+
+
+def _as_graded(nb, source):
+    """``nb`` with its locked cells as the grader restores them: the instructor's
+    source, hidden tests included."""
+    locked = {_nbgrader(c).get("grade_id"): c.source for c in source.cells
+              if _nbgrader(c).get("locked")}
+    out = copy.deepcopy(nb)
+    for cell in out.cells:
+        if _nbgrader(cell).get("grade_id") in locked:
+            cell.source = locked[_nbgrader(cell).get("grade_id")]
+    return out
+
+
+def _graded_here(nb, assignment: str, student: str, verdicts: Path) -> dict:
+    """The grader's verdicts: its own steps around ``run_here`` instead of a kernel."""
+    resources = {"nbgrader": {"assignment": assignment, "student": student,
+                              "notebook": assignment}}
+    nb, resources = PrepareCases(salt=SALT).preprocess(nb, resources)
+    run_here(nb)
+    Verdict(verdict_directory=str(verdicts)).preprocess(nb, resources)
+    return _graded(verdicts, student, assignment)
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_catalogued_mistake_gets_the_same_verdict_without_a_kernel(assignment, tmp_path):
+    solved = _solved(assignment)
+    source = nbformat.read(REPO / "solutions" / assignment / f"{assignment}.ipynb",
+                           as_version=4)
+    compared = failed = 0
+    for student, nb in _kinds(assignment, solved):
+        path = synthetic.write_submission(tmp_path, student, assignment, nb)
+        graded = _graded_here(_as_graded(nb, source), assignment, student, tmp_path / "v")
+        compared += _agree(graded, _checked(path, execute=run_here), student)
+        failed += sum(not g["passed"] for g in graded.values())
+        if student == "solution":
+            assert all(g["passed"] for g in graded.values()), graded
+        elif student == "unmodified":
+            assert not any(g["passed"] for g in graded.values()), graded
+        else:  # a catalogued mistake fails its own function, naming the mistake
+            assert any(not g["passed"] and "Looks like:" in g["message"]
+                       for g in graded.values()), (student, graded)
+    print(f"\n{assignment}: {compared} test cells agree, {failed} of them failed")

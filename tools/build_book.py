@@ -1,6 +1,6 @@
 """Build the course book into _build/html: `make book`, i.e. `python -m tools.build_book`.
 
-Four steps, each a function below:
+Five steps, each a function below:
 
 1. `prepare_mathjax`: copy MathJax 3 (from the pip package django-static-mathjax) into
    _build/.mathjax/mathjax/. _config.yml lists that folder in `html_static_path` and sets
@@ -8,10 +8,15 @@ Four steps, each a function below:
 2. `invalidate_stale_cache`: the execution cache (jupyter-cache) keys each chapter on its
    code cells only. The chapters' outputs also depend on course_lib/ and on the pinned
    packages, so when those change the cache is cleared and every chapter runs again.
-3. `run_jupyter_book`: `jupyter-book build SOURCE -W -n --keep-going`. Any Sphinx warning
+3. `execute_stale_chapters`: the chapters the cache does not hold run at the same time,
+   one process per core, and go into the cache; Sphinx then takes their outputs from
+   it (it would run them one after the other). Each chapter's wall time and CPU time (its
+   kernel's) are written to _build/chapter_runs.json: this build's record. A chapter that
+   fails here is left to the build, which runs it again and reports the error.
+4. `run_jupyter_book`: `jupyter-book build SOURCE -W -n --keep-going`. Any Sphinx warning
    or nitpicky missing reference fails the build (all of them are listed first), and so
    does any cell error (`raise_on_error` in _config.yml).
-4. Print where the book is and how to look at it.
+5. Print where the book is and how to look at it.
 
 Sphinx only re-reads pages that changed, so a warning in an unchanged page is not printed
 again on the next run. To keep "the build fails on any warning" true on every run, the
@@ -24,11 +29,15 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.util
+import json
+import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +51,8 @@ MATHJAX_STAMP = ".copied_from"  # a dotfile: Sphinx does not copy it into _stati
 
 # Everything the chapters' outputs depend on besides their own code (relative to SOURCE).
 CACHE_DEPENDENCIES = ("course_lib", "constraints.txt")
+# This build's record of the chapters it ran: {document: {"wall_seconds", "cpu_seconds"}}
+CHAPTER_RUNS = "chapter_runs.json"
 
 # What a copy of the book needs: its configuration, pages, the notebooks it offers for
 # download, the bibliography, and what decides whether cached outputs are still valid.
@@ -134,6 +145,95 @@ def invalidate_stale_cache(build_dir: Path, key: str) -> bool:
     return stale
 
 
+def toc_notebooks(source: Path) -> list[Path]:
+    """The pages of _toc.yml that are notebooks (MyST Markdown notebooks or .ipynb)."""
+    import yaml
+    from myst_nb.core.read import is_myst_markdown_notebook
+
+    def files(node):
+        if isinstance(node, dict):
+            for key in ("root", "file"):
+                if key in node:
+                    yield node[key]
+            for value in node.values():
+                yield from files(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from files(item)
+
+    pages = []
+    for name in dict.fromkeys(files(yaml.safe_load((source / "_toc.yml").read_text()))):
+        for path in (source / f"{name}.md", source / f"{name}.ipynb", source / name):
+            if path.is_file():
+                if path.suffix == ".ipynb" or is_myst_markdown_notebook(path.read_text()):
+                    pages.append(path)
+                break
+    return pages
+
+
+def read_notebook(path: Path):
+    """The notebook as Sphinx (myst-nb) reads it: same code cells, same cache key."""
+    import nbformat
+    from myst_nb.core.read import myst_nb_reader_plugin
+
+    if path.suffix == ".ipynb":
+        return nbformat.read(path, as_version=4)
+    return myst_nb_reader_plugin(str(path))
+
+
+def execute_chapter(path: Path, timeout: int):
+    """Run one chapter in a fresh kernel, in its own folder, as the build would.
+    Returns (path, executed notebook, wall seconds, CPU seconds of the kernel, error)."""
+    from jupyter_cache.executors.utils import single_nb_execution
+
+    notebook = read_notebook(path)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)  # this worker's reaped kernels
+    result = single_nb_execution(notebook, cwd=str(path.parent), timeout=timeout,
+                                 allow_errors=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    error = result.exc_string if result.err is not None else None
+    return path, result.nb, result.time, cpu, error
+
+
+def execute_stale_chapters(source: Path, build_dir: Path, jobs: int | None = None,
+                           echo: bool = True) -> dict:
+    """Run every chapter the cache does not hold, ``jobs`` at a time (default: one per
+    core), and cache the ones that succeed; write and return this build's record."""
+    import yaml
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    config = yaml.safe_load((source / "_config.yml").read_text()).get("execute", {})
+    cache = get_cache(str(build_dir / ".jupyter_cache"))
+    stale = []
+    for path in toc_notebooks(source):
+        try:
+            cache.match_cache_notebook(read_notebook(path))
+        except KeyError:
+            stale.append(path)
+    runs = {}
+    if stale:
+        jobs = min(len(stale), jobs or os.cpu_count() or 1)
+        if echo:
+            print(f"Running {len(stale)} chapter(s), {jobs} at a time", flush=True)
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            done = pool.map(execute_chapter, stale, [config.get("timeout", 30)] * len(stale))
+            for path, notebook, wall, cpu, error in done:
+                name = path.relative_to(source).as_posix()
+                if error is not None:
+                    print(f"  {name} failed (the build runs it again and shows why)", flush=True)
+                    continue
+                cache.cache_notebook_bundle(
+                    CacheBundleIn(notebook, str(path), data={"execution_seconds": wall}),
+                    check_validity=False, overwrite=True)
+                runs[name] = {"wall_seconds": round(wall, 2), "cpu_seconds": round(cpu, 2)}
+                if echo:
+                    print(f"  {name}: {wall:.1f} s ({cpu:.1f} s of CPU)", flush=True)
+    (build_dir / CHAPTER_RUNS).write_text(json.dumps(runs, indent=1))
+    return runs
+
+
 def run_jupyter_book(source: Path, *, fresh: bool, echo: bool = True) -> tuple[int, list[str]]:
     """Run the strict build; return its exit code and the warning/error lines of its log."""
     jupyter_book = Path(sys.executable).parent / "jupyter-book"  # the venv's, like python
@@ -171,6 +271,7 @@ def build(source: Path = REPO_ROOT, *, fresh: bool = False, echo: bool = True) -
     fresh = fresh or not ok_stamp.exists()
     ok_stamp.unlink(missing_ok=True)
 
+    execute_stale_chapters(source, build_dir, echo=echo)
     returncode, problems = run_jupyter_book(source, fresh=fresh, echo=echo)
     seconds = time.perf_counter() - start
     if returncode == 0:
