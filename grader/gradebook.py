@@ -46,10 +46,14 @@ def db_url(root: Path) -> str:
 def sqlite_file(root: Path) -> Path | None:
     """The gradebook's file when the course's db_url is SQLite on disk, else None."""
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
     if not (root / "nbgrader_config.py").is_file():
         return None  # not a course root: the run stops before any gradebook is opened
-    url = make_url(db_url(root))
+    try:
+        url = make_url(db_url(root))
+    except ArgumentError:
+        return None  # not a URL: opening the gradebook says so (``unusable``)
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None
     return Path(url.database).absolute()
@@ -57,14 +61,15 @@ def sqlite_file(root: Path) -> Path | None:
 
 # what a server's refusal means, and what fixes it (psycopg's messages)
 FIXES = [
-    ("does not exist", "create the database on the server, e.g. `createdb -h {host} -p "
-     "{port} -U {user} {database}` (or CREATE DATABASE {database} OWNER {user}), or fix "
-     "its name"),
-    ("authentication failed", "fix the user name or password"),
-    ("refused", "start the server, or fix the host and port"),
-    ("resolve host", "fix the host name"),
+    ("does not exist", "create the database, e.g. `createdb -h {host} -p {port} -U {user} "
+     "{database}` (or CREATE DATABASE {database} OWNER {user};), or correct its name in "
+     "the URL"),
+    ("authentication failed", "correct the user name or password in the URL"),
+    ("refused", "start the server, or correct the host and port in the URL"),
+    ("resolve host", "correct the host name in the URL"),
     ("timeout", "check that the server runs and that this machine may reach it"),
 ]
+SETTING = "the URL is COURSE_DB_URL, or db_url in nbgrader_config.py"
 
 
 def unusable(url: str, exc: BaseException) -> str:
@@ -73,23 +78,22 @@ def unusable(url: str, exc: BaseException) -> str:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    setting = "COURSE_DB_URL (or db_url in nbgrader_config.py)"
     try:
         parsed = make_url(url)
     except ArgumentError:
-        return f"the gradebook URL is not a database URL: fix {setting}"
+        return f"the gradebook URL is not a database URL ({SETTING})"
     shown = parsed.render_as_string(hide_password=True)
     if isinstance(exc, ImportError):
         return (f"the gradebook {shown} needs the Python driver {exc.name!r}, which is not "
                 "installed: for PostgreSQL write the URL as postgresql+psycopg://... (the "
-                "course installs psycopg), or install that driver")
-    reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+                f"course installs psycopg), or install that driver ({SETTING})")
+    reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:400]
     if parsed.password:
         reason = reason.replace(str(parsed.password), "***")
-    fix = next((f for key, f in FIXES if key in reason.lower()), "check the server")
+    fix = next((f for key, f in FIXES if key in reason.lower()), "check the server and the URL")
     fix = fix.format(host=parsed.host or "localhost", port=parsed.port or 5432,
                      user=parsed.username or "USER", database=parsed.database)
-    return f"cannot open the gradebook {shown}: {reason[:400]}. To fix: {fix} ({setting})"
+    return f"cannot open the gradebook {shown}: {reason}\n  to fix: {fix}\n  ({SETTING})"
 
 
 def connect(root: Path):
