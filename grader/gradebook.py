@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -59,15 +60,19 @@ def sqlite_file(root: Path) -> Path | None:
     return Path(url.database).absolute()
 
 
-# what a server's refusal means, and what fixes it (psycopg's messages)
+# what a server's refusal means (a pattern of psycopg's message), and what fixes it
 FIXES = [
-    ("does not exist", "create the database, e.g. `createdb -h {host} -p {port} -U {user} "
-     "{database}` (or CREATE DATABASE {database} OWNER {user};), or correct its name in "
-     "the URL"),
-    ("authentication failed", "correct the user name or password in the URL"),
-    ("refused", "start the server, or correct the host and port in the URL"),
-    ("resolve host", "correct the host name in the URL"),
-    ("timeout", "check that the server runs and that this machine may reach it"),
+    (r'database ".*" does not exist', "create the database, e.g. `createdb -h {host} -p "
+     "{port} -U {user} {database}` (or CREATE DATABASE {database} OWNER {user};), or "
+     "correct its name in the URL"),
+    (r'role ".*" does not exist', "create the user on the server (createuser), or correct "
+     "the user name in the URL"),
+    (r"authentication failed|no password supplied", "correct the user name or password in "
+     "the URL (or in ~/.pgpass)"),
+    (r"refused|no such file or directory", "start the server, or correct the host and port "
+     "in the URL"),
+    (r"resolve host|name or service not known", "correct the host name in the URL"),
+    (r"timeout|timed out", "check that the server runs and that this machine may reach it"),
 ]
 SETTING = "the URL is COURSE_DB_URL, or db_url in nbgrader_config.py"
 
@@ -90,7 +95,8 @@ def unusable(url: str, exc: BaseException) -> str:
     reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:400]
     if parsed.password:
         reason = reason.replace(str(parsed.password), "***")
-    fix = next((f for key, f in FIXES if key in reason.lower()), "check the server and the URL")
+    fix = next((f for pattern, f in FIXES if re.search(pattern, reason, re.I)),
+               "check the server and the URL")
     fix = fix.format(host=parsed.host or "localhost", port=parsed.port or 5432,
                      user=parsed.username or "USER", database=parsed.database)
     return f"cannot open the gradebook {shown}: {reason}\n  to fix: {fix}\n  ({SETTING})"
