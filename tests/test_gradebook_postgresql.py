@@ -1,12 +1,15 @@
 """The course with its gradebook on a real PostgreSQL server (the ``postgresql_url``
 fixture: Debian's server, started for the session).
 
-A small class of the demo assignment is graded twice from the same input, once into
-the default SQLite gradebook and once into a new PostgreSQL database:
+A small class of the demo assignment is graded into the default SQLite gradebook; then
+the same course is pointed at a new PostgreSQL database, as an instructor moving to a
+server does, and graded again:
 
-* grades.csv and the report's numbers are the same;
+* every submission is graded into the new database, and grades.csv and the report's
+  numbers are the same as with SQLite;
 * grading again with --force leaves every table of nbgrader's gradebook as it was;
-* marks saved through `python -m grader written` reach the gradebook and grades.csv;
+* marks saved through `python -m grader written` reach the gradebook, grades.csv and
+  the Canvas export;
 * a server that cannot be used (down, no such database, wrong password) stops
   `grade` and `written` with an error that says what is wrong and how to fix it,
   never shows the password, and writes nothing.
@@ -77,8 +80,13 @@ def graded(course, tmp_path_factory, postgresql_url):
     proc = run_grade(pg_root, "-j", "2", env={"COURSE_DB_URL": url})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "graded 2, not gradable 1" in proc.stdout, proc.stdout
+    assert _password(url) not in proc.stdout + proc.stderr
     assert (pg_root / "grader" / "gradebook.db").read_bytes() == sqlite_file
     return sqlite_root, pg_root, url
+
+
+def _password(url: str) -> str:
+    return re.search(r"://[^:]+:([^@]+)@", url).group(1)
 
 
 def _grades_csv(root: Path) -> list[dict]:
@@ -151,10 +159,20 @@ def test_written_marks_reach_the_gradebook_and_grades_csv(graded):
         assert "Saved: 2 changed" in saved
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        out, err = server.communicate(timeout=30)
+    assert _password(url) not in line + out + err
     rows = {r["student"]: r for r in _grades_csv(pg_root)}
     assert rows["ada"]["manual_score"] == "1" and rows["bo"]["manual_score"] == "0.5"
     assert rows["ada"]["score"] == "4" and "right, both reasons" in rows["ada"]["comments"]
+    roster = pg_root / "roster.csv"
+    roster.write_text("student_id,lms_id\nada,101\nbo,102\ned,103\n")
+    export = subprocess.run(
+        [sys.executable, "-m", "grader", "export", "--root", str(pg_root), "--format",
+         "canvas", "--roster", str(roster), "--lms-assignment", f"{A}=7"], cwd=REPO,
+        env=env, capture_output=True, text=True, timeout=300)
+    assert export.returncode == 0, export.stdout + export.stderr
+    canvas = list(csv.reader((pg_root / "grader" / "export" / "canvas.csv").open()))
+    assert ["ada", "101", "", "", "", "4"] in canvas and ["bo", "102", "", "", "", "1.5"] in canvas
     from nbgrader.api import Gradebook
 
     with Gradebook(url) as gb:  # straight from the server, not through the grader
@@ -173,7 +191,7 @@ def test_an_unusable_server_is_a_clear_error_and_nothing_is_written(
         problem, course, tmp_path, postgresql_url):
     working = postgresql_url()  # a live server: its port, user and password are real
     base = working.rpartition("/")[0]
-    password = re.search(r"://[^:]+:([^@]+)@", working).group(1)
+    password = _password(working)
     url, fix = {
         "server down": (re.sub(r":\d+/", f":{free_port()}/", working), "start the server"),
         "no such database": (f"{base}/no_such_gradebook", "createdb"),
