@@ -3,7 +3,7 @@
     solutions/<a>/<a>.ipynb          source (instructor) notebooks
     exercises/<a>/<a>.ipynb          generated student notebooks (committed)
     grader/submitted|autograded|feedback/<student>/<a>/   nbgrader's run-time folders
-    grader/gradebook.db              the gradebook (SQLite; any SQLAlchemy URL works)
+    grader/gradebook.db              the gradebook (SQLite, or PostgreSQL: COURSE_DB_URL)
 
 Grading never trusts the student's kernel: ``grader.verdict.PrepareCases`` writes the
 case inputs before ``Execute``, the kernel only records what the student's functions
@@ -26,7 +26,8 @@ c.CourseDirectory.release_directory = "exercises"
 c.CourseDirectory.submitted_directory = os.path.join("grader", "submitted")
 c.CourseDirectory.autograded_directory = os.path.join("grader", "autograded")
 c.CourseDirectory.feedback_directory = os.path.join("grader", "feedback")
-# PostgreSQL works the same: COURSE_DB_URL=postgresql://user@host/bptt
+# or a PostgreSQL database (README, "A PostgreSQL gradebook"):
+#   COURSE_DB_URL=postgresql+psycopg://user:password@host:5432/database
 c.CourseDirectory.db_url = os.environ.get(
     "COURSE_DB_URL", "sqlite:///" + os.path.join(ROOT, "grader", "gradebook.db"))
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback",

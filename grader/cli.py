@@ -75,8 +75,12 @@ def main(argv=None) -> int:
     if args.cmd == "written":
         from . import written
 
-        written.serve(Path(args.root or nbapi.REPO_ROOT).resolve(), args.port,
-                      ready=lambda line: print(line, flush=True))
+        try:
+            written.serve(Path(args.root or nbapi.REPO_ROOT).resolve(), args.port,
+                          ready=lambda line: print(line, flush=True))
+        except pipeline.GradingError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         return 0
     if args.roster and not args.zip_path:
         print("error: --roster maps the students of an LMS download: use it with --zip FILE",

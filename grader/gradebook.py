@@ -21,12 +21,17 @@ Only SQLite gradebooks are files this process can copy. A server database
 (``COURSE_DB_URL=postgresql://...``) commits each write in a transaction, survives a
 killed client, and is out of the sandboxed kernels' reach (they have no network); back
 it up with the server's own tools (``pg_dump`` before a grading session, or continuous
-archiving). Every path here is fixed by the course configuration, none by a submission.
+archiving). For it ``protected`` checks that the server answers (a clear error, before
+anything is written, when it does not) and creates nbgrader's tables in this one
+process, before any worker starts: nbgrader's ``Gradebook()`` creates them on first
+use, and several processes doing that at once on an empty database fail. Every path
+here is fixed by the course configuration, none by a submission.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -34,16 +39,107 @@ from pathlib import Path
 from . import nbapi
 
 
+def db_url(root: Path) -> str:
+    """The course's gradebook URL (``COURSE_DB_URL`` or db_url in nbgrader_config.py)."""
+    return nbapi.load_config(root).CourseDirectory.db_url
+
+
 def sqlite_file(root: Path) -> Path | None:
     """The gradebook's file when the course's db_url is SQLite on disk, else None."""
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
     if not (root / "nbgrader_config.py").is_file():
         return None  # not a course root: the run stops before any gradebook is opened
-    url = make_url(nbapi.load_config(root).CourseDirectory.db_url)
+    try:
+        url = make_url(db_url(root))
+    except ArgumentError:
+        return None  # not a URL: opening the gradebook says so (``unusable``)
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None
     return Path(url.database).absolute()
+
+
+# what a server's refusal means (a pattern of psycopg's message), and what fixes it
+FIXES = [
+    (r'database ".*" does not exist', "create the database, e.g. `createdb -h {host} -p "
+     "{port} -U {user} {database}` (or CREATE DATABASE {database} OWNER {user};), or "
+     "correct its name in the URL"),
+    (r'role ".*" does not exist', "create the user on the server (createuser), or correct "
+     "the user name in the URL"),
+    (r"authentication failed|no password supplied", "correct the user name or password in "
+     "the URL (or in ~/.pgpass)"),
+    (r"refused|no such file or directory", "start the server, or correct the host and port "
+     "in the URL"),
+    (r"resolve host|name or service not known", "correct the host name in the URL"),
+    (r"timeout|timed out", "check that the server runs and that this machine may reach it"),
+]
+SETTING = "the URL is COURSE_DB_URL, or db_url in nbgrader_config.py"
+
+
+def unusable(url: str, exc: BaseException) -> str:
+    """Why the gradebook at ``url`` cannot be opened and how to fix it. The URL is shown
+    with its password masked, and the password never appears in the reason."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return f"the gradebook URL is not a database URL ({SETTING})"
+    shown = parsed.render_as_string(hide_password=True)
+    if isinstance(exc, ImportError):
+        return (f"the gradebook {shown} needs the Python driver {exc.name!r}, which is not "
+                "installed: for PostgreSQL write the URL as postgresql+psycopg://... (the "
+                f"course installs psycopg), or install that driver ({SETTING})")
+    reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:400]
+    if parsed.password:
+        reason = reason.replace(str(parsed.password), "***")
+    fix = next((f for pattern, f in FIXES if re.search(pattern, reason, re.I)),
+               "check the server and the URL")
+    fix = fix.format(host=parsed.host or "localhost", port=parsed.port or 5432,
+                     user=parsed.username or "USER", database=parsed.database)
+    return f"cannot open the gradebook {shown}: {reason}\n  to fix: {fix}\n  ({SETTING})"
+
+
+def connect(root: Path):
+    """nbgrader's ``Gradebook`` of the course (use it in a ``with``); a GradingError
+    saying what is wrong and how to fix it when the database cannot be opened."""
+    from nbgrader.api import Gradebook
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .pipeline import GradingError
+
+    url = db_url(root)
+    try:
+        return Gradebook(url)
+    except (SQLAlchemyError, ImportError) as exc:
+        raise GradingError(unusable(url, exc)) from None
+
+
+def create_schema(root: Path) -> bool:
+    """Make sure a server gradebook has nbgrader's tables (one process creates them);
+    True when they were there already. GradingError when the server cannot be used."""
+    from nbgrader.api import Base
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .pipeline import GradingError
+
+    url = db_url(root)
+    try:
+        engine = create_engine(url)
+        try:
+            with engine.connect() as con:
+                tables = set(inspect(con).get_table_names())
+        finally:
+            engine.dispose()
+    except (SQLAlchemyError, ImportError) as exc:
+        raise GradingError(unusable(url, exc)) from None
+    existed = set(Base.metadata.tables) <= tables
+    if not existed:
+        connect(root).close()  # nbgrader's own create_all and alembic version stamp
+    return existed
 
 
 def problem(db: Path) -> str:
@@ -103,11 +199,14 @@ def _keep_copy(db: Path, state_path: Path) -> None:
 @contextlib.contextmanager
 def protected(root: Path, state_path: Path, log=print):
     """Check and copy, run the body, check and copy again; restore the copy when the
-    gradebook is unusable (see the module doc)."""
+    gradebook is unusable. A server gradebook is checked and given its tables instead
+    (see the module doc)."""
     from .pipeline import GradingError
 
     db = sqlite_file(root)
     if db is None:
+        if (root / "nbgrader_config.py").is_file() and not create_schema(root):
+            state_path.unlink(missing_ok=True)  # a new gradebook: grade everything into it
         yield
         return
     why = problem(db)

@@ -8,18 +8,17 @@ import json
 import os
 from pathlib import Path
 
-from . import annotations, inert, nbapi
+from . import annotations, gradebook, inert
 
 CSV_FIELDS = ["student", "assignment", "score", "max_score", "auto_score", "auto_max_score",
               "needs_manual_grade", "status", "note", "sandboxed"]
 
 
 def _gradebook_rows(root: Path, present: set) -> list[dict]:
-    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.api import MissingEntry
 
-    db_url = nbapi.load_config(root).CourseDirectory.db_url
     rows = []
-    with Gradebook(db_url) as gb:
+    with gradebook.connect(root) as gb:
         for student, assignment in sorted(present):
             row = {"student": student, "assignment": assignment}
             try:

@@ -26,7 +26,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from . import nbapi
+from . import gradebook, nbapi
 from .notebook_cells import nbgrader_cells
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'"
@@ -37,16 +37,10 @@ STYLE = ("body{font-family:sans-serif;margin:1.5em}table{border-collapse:collaps
 
 
 # ---------------------------------------------------------------------------- gradebook
-def _gradebook(root: Path):
-    from nbgrader.api import Gradebook
-
-    return Gradebook(nbapi.load_config(root).CourseDirectory.db_url)
-
-
 def questions(root: Path) -> list[dict]:
     """Every manually graded cell: {assignment, notebook, grade_id, max_score}."""
     out = []
-    with _gradebook(root) as gb:
+    with gradebook.connect(root) as gb:
         for a in gb.assignments:
             for nb in a.notebooks:
                 answers = {c.name for c in nb.solution_cells}
@@ -82,7 +76,7 @@ def prompt(root: Path, q: dict) -> str:
 def answers(root: Path, q: dict) -> list[dict]:
     """{student, answer, score, comment} of every submission of the question's assignment."""
     out = []
-    with _gradebook(root) as gb:
+    with gradebook.connect(root) as gb:
         for sub in gb.find_assignment(q["assignment"]).submissions:
             student = sub.student.id
             grade = gb.find_grade(q["grade_id"], q["notebook"], q["assignment"], student)
@@ -102,7 +96,7 @@ def save(root: Path, q: dict, marks: dict[str, tuple]) -> list[str]:
     """Write {student: (score or None, comment)} to the gradebook; returns the students
     whose marks changed."""
     changed = []
-    with _gradebook(root) as gb:
+    with gradebook.connect(root) as gb:
         for student, (score, comment) in marks.items():
             grade = gb.find_grade(q["grade_id"], q["notebook"], q["assignment"], student)
             note = gb.find_comment(q["grade_id"], q["notebook"], q["assignment"], student)
@@ -143,7 +137,7 @@ def manual_columns(root: Path) -> dict[tuple[str, str], dict]:
         qs = questions(root)
     except Exception:  # noqa: BLE001 - no gradebook yet: no manual columns
         return out
-    with _gradebook(root) as gb:
+    with gradebook.connect(root) as gb:
         for q in qs:
             try:
                 subs = gb.find_assignment(q["assignment"]).submissions
@@ -324,7 +318,9 @@ def make_handler(root: Path, token: str, port_holder: list):
 
 
 def serve(root: Path, port: int = 8765, ready=print) -> None:
-    """Serve the grading pages on 127.0.0.1 until interrupted."""
+    """Serve the grading pages on 127.0.0.1 until interrupted (a GradingError first
+    when the gradebook cannot be opened)."""
+    questions(root)
     token = secrets.token_urlsafe(24)
     holder = [port]
     server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(root, token, holder))

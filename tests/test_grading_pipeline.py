@@ -30,16 +30,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-DEMO = REPO / "tests" / "fixtures" / "grading_demo"
-FIXTURES = REPO / "tests" / "fixtures" / "submissions"
+from helpers import DEMO, REPO, run_grade
+from helpers import DEMO_ENV as ENV
 
-ENV = {
-    **os.environ,
-    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    "PYTHONPATH": os.pathsep.join([str(DEMO), str(REPO)]),
-    "COURSE_EXERCISES_MODULE": "demo_registry",
-}
+FIXTURES = REPO / "tests" / "fixtures" / "submissions"
 
 
 def _registry():
@@ -63,12 +57,6 @@ def _assignments() -> list[str]:
 
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:40]
-
-
-def run_grade(root: Path, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "grader", "grade", "--root", str(root), "-q",
-                           *args], cwd=REPO, env=ENV, capture_output=True, text=True,
-                          timeout=1200)
 
 
 @pytest.fixture(scope="module")
