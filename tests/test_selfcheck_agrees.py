@@ -12,22 +12,19 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import REPO, grader_env
 
 from grader import exercises as reg
 from grader import selfcheck, synthetic
+from grader.nbapi import ASSIGNMENT_IDS as ASSIGNMENTS
 
-REPO = Path(__file__).resolve().parent.parent
-ASSIGNMENTS = ("01_backprop", "02_softmax", "03_bptt", "04_truncation", "05_vanishing",
-               "06_language_model")
 
 
 def _safe(text: str) -> str:
@@ -62,9 +59,7 @@ def _special(solved):
 def course(tmp_path_factory):
     root = tmp_path_factory.mktemp("course")
     shutil.copy(REPO / "nbgrader_config.py", root)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(REPO)}
-    env.pop("COURSE_EXERCISES_MODULE", None)
+    env = grader_env()  # the course's own registry
     for a in ASSIGNMENTS:
         shutil.copytree(REPO / "solutions" / a, root / "solutions" / a)
     subprocess.run([sys.executable, "-m", "grader", "release", "--root", str(root)],
