@@ -123,20 +123,26 @@ def test_every_submission_gets_its_expected_score(graded_class):
     assert not wrong, f"(student, assignment): (got, expected) {wrong}"
 
 
-def test_workers_grade_at_the_same_time(graded_class):
-    """The class was graded by several workers at once: the [start, end] spans the
-    workers recorded overlap, at most as many at a time as there are workers."""
-    from grader import pipeline
-
-    root, _, _ = graded_class
-    state = json.loads((root / "grader" / pipeline.STATE_FILE).read_text())
+def most_at_once(state: dict) -> int:
+    """The most submissions that were being graded at one time, from the [start, end]
+    spans the workers recorded in a run state."""
     events = sorted((t, +1 if i == 0 else -1) for entry in state["submissions"].values()
                     for i, t in enumerate(entry["ran"]))  # at equal times an end comes first
     running, most = 0, 0
     for _, step in events:
         running += step
         most = max(most, running)
-    assert 2 <= most <= pipeline.default_workers(), most
+    return most
+
+
+def test_workers_grade_at_the_same_time(graded_class):
+    """The class was graded by several workers at once, at most as many at a time as
+    there are workers."""
+    from grader import pipeline
+
+    root, _, _ = graded_class
+    state = json.loads((root / "grader" / pipeline.STATE_FILE).read_text())
+    assert 2 <= most_at_once(state) <= pipeline.default_workers(), most_at_once(state)
 
 
 def test_feedback_names_each_mistake_and_hides_hidden_tests(graded_class):
@@ -233,8 +239,13 @@ def test_report_shows_the_class_numbers(graded_class):
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def test_rerun_is_incremental_and_identical(graded_class):
-    root, _, _ = graded_class
+def _copy_of_class(graded_class, tmp_path: Path) -> Path:
+    """A copy of the graded course (the module's class stays as graded)."""
+    return shutil.copytree(graded_class[0], tmp_path / "course", symlinks=True)
+
+
+def test_rerun_is_incremental_and_identical(graded_class, tmp_path):
+    root = _copy_of_class(graded_class, tmp_path)
     before = (root / "grader" / "grades.csv").read_text()
     proc = run_grade(root)
     assert proc.returncode == 0, proc.stderr
@@ -262,7 +273,7 @@ def test_lms_zip_is_collected_without_overwriting(graded_class, tmp_path):
     new students are collected and graded, an existing submission is never replaced."""
     import zipfile
 
-    root, _, _ = graded_class
+    root = _copy_of_class(graded_class, tmp_path)
     sub = root / "grader/submitted/solution/00_demo/00_demo.ipynb"
     blank = root / "exercises/00_demo/00_demo.ipynb"
     archive = tmp_path / "lms.zip"
