@@ -27,6 +27,33 @@ def test_the_sandbox_is_available():
     assert sandbox.problem() is None, sandbox.problem()
 
 
+def test_each_run_keeps_its_files_in_a_private_folder(tmp_path, monkeypatch):
+    """Several graders on one machine: each run gets a fresh folder that only its user
+    may enter, and a folder others can enter (or a link) is refused as a run's folder."""
+    import stat
+
+    from grader.sandbox import rundir
+
+    runs = [rundir.make_run_root(), rundir.make_run_root()]
+    try:
+        assert runs[0] != runs[1]
+        for path in runs:
+            st = os.lstat(path)
+            assert stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid(), path
+            assert stat.S_IMODE(st.st_mode) == 0o700, oct(st.st_mode)
+    finally:
+        for path in runs:
+            os.rmdir(path)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o755)
+    (tmp_path / "link").symlink_to(shared)
+    for given in (shared, tmp_path / "link"):
+        monkeypatch.setenv("COURSE_RUN_DIR", str(given))
+        with pytest.raises(RuntimeError, match="not a private folder"):
+            rundir.run_root()
+
+
 def run(cells, tmp_path, name="scratch", timeout=10, notebook_timeout=120, **kw):
     from grader.sandbox.execute import SandboxedExecute
 

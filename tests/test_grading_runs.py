@@ -28,6 +28,7 @@ A = "00_demo"
 
 def _course(root: Path, solutions: Path, assignment: str, env: dict, cwd: Path) -> Path:
     """A course at ``root`` with ``assignment`` released and solved by student ada."""
+    root.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "nbgrader_config.py", root)
     shutil.copytree(solutions / assignment, root / "solutions" / assignment)
     subprocess.run([sys.executable, "-m", "grader", "release", "--root", str(root)],
@@ -81,7 +82,8 @@ def demo(tmp_path_factory):
 def test_a_worker_killed_mid_notebook_is_replaced(demo):
     root, _, _, killed, first = demo
     assert killed is not None, "no worker was caught grading: " + first.stdout + first.stderr
-    assert killed.wait(timeout=30) == -signal.SIGKILL
+    killed.wait(timeout=30)  # not our child: psutil cannot tell its exit status
+    assert not killed.is_running()
     assert _graded_count(first) == 1
     row = read_grades(root)[("ada", A)]
     assert row["status"] == "graded" and float(row["auto_score"]) == 3, row
