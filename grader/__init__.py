@@ -16,5 +16,6 @@ similarity.py copied answers (course_lib or classmates) flagged for the instruct
 written.py    `written`: the written answers graded by hand, one question at a time
 export.py     `export`: grades as the Canvas or Moodle import CSV
 notebook_cells.py  the nbgrader cells of an untrusted notebook file
+plain_files.py  a file untrusted code could have planted, read safely (submissions, records)
 annotations.py  grades.csv columns and report sections from intake, similarity, written
 """

@@ -20,13 +20,12 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import stat
 
 from nbformat.v4 import new_output
 
 from course_lib import checks
 
-from . import judge
+from . import judge, plain_files
 from .sandbox.rundir import fresh_dir, remove_tree
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -93,33 +92,18 @@ def cleanup(info) -> None:
 
 
 def read_record(record_dir: str, filename: str, max_bytes: int) -> bytes | None:
-    """The record's bytes, or None if it is missing, empty or not a plain regular file."""
+    """The record's bytes, or None if it is missing, empty or not a plain regular file
+    of at most ``max_bytes`` (the kernel could have planted anything in its place)."""
     try:
         dfd = os.open(record_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError:
         return None
     try:
-        fd = os.open(filename, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dfd)
-    except OSError:
+        return plain_files.read(dfd, filename, max_bytes) or None
+    except plain_files.NotPlainFile:
         return None
     finally:
         os.close(dfd)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or not 0 < st.st_size <= max_bytes:
-            return None
-        chunks, total = [], 0
-        while True:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                break
-            total += len(chunk)
-            if total > max_bytes:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 def cell_error(cell) -> str | None:

@@ -295,7 +295,7 @@ def _write_failure_feedback(root: Path, student: str, assignment: str, reason: s
 def grade_one(student: str, assignment: str, note: str = "") -> dict:
     """Autograde and write feedback for one submission (runs in a worker)."""
     root = _ROOT
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     verdict_json = root / "grader" / "verdicts" / student / f"{assignment}.json"
     verdict_json.unlink(missing_ok=True)
     nb = root / "grader" / "submitted" / student / assignment / f"{assignment}.ipynb"
@@ -328,7 +328,7 @@ def grade_one(student: str, assignment: str, note: str = "") -> dict:
         reason = problem or _failure_reason(result.get("log", "") + result.get("error", ""))
         _write_failure_feedback(root, student, assignment, reason)
     return {"student": student, "assignment": assignment, "status": status, "reason": reason,
-            "seconds": time.perf_counter() - t0,
+            "seconds": time.perf_counter() - t0, "ran": [started, time.time()],
             "sandboxed": os.environ.get("COURSE_SANDBOX") != "0"}
 
 
@@ -478,6 +478,9 @@ def _run_parallel(root, todo, n_workers, state, state_path, fps, summary, progre
                 subs[key] = {"digest": None if crashed else t.digest,
                              "fingerprint": fps[t.assignment], "status": res["status"],
                              "reason": res["reason"], "seconds": round(res["seconds"], 2),
+                             # when the worker started and finished it (Unix time): how
+                             # the workers' turns interleaved
+                             "ran": [round(s, 3) for s in res.get("ran", ())],
                              "sandboxed": res["sandboxed"]}
                 _save_state(state_path, state)
                 (summary.graded if res["status"] == "graded" else summary.failed).append(key)

@@ -10,10 +10,9 @@ behind. The worker's nbgrader reads submissions from there (``submitted_director
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
-from . import notebook_cells
+from . import notebook_cells, plain_files
 from .sandbox.rundir import remove_tree
 
 TIMESTAMP = "timestamp.txt"
@@ -26,20 +25,12 @@ class StagingError(ValueError):
 
 
 def _copy_regular(src_dir_fd: int, name: str, dest: Path, max_bytes: int) -> None:
-    """Copy ``name`` from the open folder ``src_dir_fd`` to ``dest``: never through a
-    link, a regular file only, at most ``max_bytes`` (read with a cap, not trusted)."""
+    """Copy ``name`` from the open folder ``src_dir_fd`` to ``dest`` (read as
+    ``plain_files.read`` reads: no link, a regular file, at most ``max_bytes``)."""
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=src_dir_fd)
-    except OSError as exc:
-        raise StagingError(f"{name} cannot be opened as a plain file ({exc.strerror})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise StagingError(f"{name} is not a regular file")
-    with os.fdopen(fd, "rb") as fh:
-        data = fh.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise StagingError(f"{name} is larger than {max_bytes // 2**20 or max_bytes} "
-                           f"{'MiB' if max_bytes >= 2**20 else 'bytes'}")
+        data = plain_files.read(src_dir_fd, name, max_bytes)
+    except plain_files.NotPlainFile as exc:
+        raise StagingError(str(exc)) from None
     out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(out, "wb") as fh:
         fh.write(data)

@@ -15,13 +15,9 @@ Cell timeout 8 s (COURSE_CELL_TIMEOUT) to keep the runs short.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-import html
-import json
 import os
 import pwd
-import re
 import shutil
 import socket
 import sqlite3
@@ -34,21 +30,15 @@ import time
 from pathlib import Path
 
 import pytest
-from test_grading_pipeline import _hidden_calls, _page_text
+from helpers import feedback_page, grader_env, hidden_calls, page_text, read_grades
 
 REPO = Path(__file__).resolve().parent.parent
 ADV = REPO / "tests" / "fixtures" / "adversarial"
 A = "90_adv"
 USER = "bptt-grader"  # the ordinary user the tests create when they run as root
 
-ENV = {
-    **os.environ,
-    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    "PYTHONPATH": os.pathsep.join([str(ADV), str(REPO)]),
-    "COURSE_EXERCISES_MODULE": "adv_registry",
-    "COURSE_CELL_TIMEOUT": "8",
-    "COURSE_NOTEBOOK_TIMEOUT": "90",
-}
+ENV = grader_env(ADV, registry="adv_registry", COURSE_CELL_TIMEOUT="8",
+                 COURSE_NOTEBOOK_TIMEOUT="90")
 # the grader's own output: everything else in the course root must be unchanged
 OUTPUT = {"grader/autograded", "grader/feedback", "grader/verdicts", "grader/report",
           "grader/gradebook.db", "grader/gradebook.db-journal", "grader/grades.csv",
@@ -242,13 +232,11 @@ RUNS = ["main", "user"]  # the user running the tests; the ordinary user
 
 
 def grades(root: Path) -> dict:
-    with open(root / "grader" / "grades.csv") as fh:
-        return {r["student"]: r for r in csv.DictReader(fh) if r["assignment"] == A}
+    return {s: row for (s, a), row in read_grades(root).items() if a == A}
 
 
 def feedback_text(root: Path, student: str) -> str:
-    page = (root / "grader" / "feedback" / student / A / f"{A}.html").read_text()
-    return html.unescape(re.sub(r"<[^>]+>", " ", page))
+    return page_text(feedback_page(root, student, A))
 
 
 def test_a_sandbox_can_be_made_here():
@@ -289,12 +277,11 @@ def test_each_feedback_has_a_clear_line(graded, run):
         if c.feedback not in text:
             missing[s] = (c.feedback, text[:400])
         if (r["root"] / "grader" / "autograded" / s / A).is_dir():
-            # positive control: the graded notebook has hidden calls; the page, with tags
-            # removed rather than spaced, shows their visible twins but not them
-            page = _page_text(r["root"] / "grader" / "feedback" / s / A / f"{A}.html")
-            for line in _hidden_calls(r["root"], s, A):
-                assert line not in page, (s, line)
-                assert line.replace(", hidden=True", "") in page, (s, line)
+            # positive control: the graded notebook has hidden calls; the page's text
+            # shows their visible twins but not them
+            for line in hidden_calls(r["root"], s, A):
+                assert line not in text, (s, line)
+                assert line.replace(", hidden=True", "") in text, (s, line)
                 hidden_checked += 1
     assert not missing, missing
     assert hidden_checked >= len(r["cases"]) // 2, hidden_checked

@@ -15,6 +15,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 from traitlets.config import Config
 
+from helpers import DEMO, DEMO_ENV, run_grade
+
 from grader import sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +25,33 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_the_sandbox_is_available():
     """These tests fail, never skip, where no sandbox can be made."""
     assert sandbox.problem() is None, sandbox.problem()
+
+
+def test_each_run_keeps_its_files_in_a_private_folder(tmp_path, monkeypatch):
+    """Several graders on one machine: each run gets a fresh folder that only its user
+    may enter, and a folder others can enter (or a link) is refused as a run's folder."""
+    import stat
+
+    from grader.sandbox import rundir
+
+    runs = [rundir.make_run_root(), rundir.make_run_root()]
+    try:
+        assert runs[0] != runs[1]
+        for path in runs:
+            st = os.lstat(path)
+            assert stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid(), path
+            assert stat.S_IMODE(st.st_mode) == 0o700, oct(st.st_mode)
+    finally:
+        for path in runs:
+            os.rmdir(path)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o755)
+    (tmp_path / "link").symlink_to(shared)
+    for given in (shared, tmp_path / "link"):
+        monkeypatch.setenv("COURSE_RUN_DIR", str(given))
+        with pytest.raises(RuntimeError, match="not a private folder"):
+            rundir.run_root()
 
 
 def run(cells, tmp_path, name="scratch", timeout=10, notebook_timeout=120, **kw):
@@ -185,6 +214,35 @@ def test_output_floods_are_truncated_and_later_cells_still_run(tmp_path):
     assert "end 1" in text(c[3])
 
 
+def test_file_size_open_files_and_scratch_disk_are_capped(tmp_path):
+    """Small budgets configured for this notebook: each stops its attack at the budget
+    (the error the kernel sees, the amount it got), and an uncaught one is named."""
+    mib = 1 << 20
+    nb, _ = run([
+        "import errno, os\ndef stopped(e):\n    print('stopped', errno.errorcode[e.errno])",
+        f"try:\n    open('big', 'wb').write(b'x' * {3 * mib})\nexcept OSError as e:\n"
+        "    stopped(e)\nprint('size', os.path.getsize('big'))",
+        "files = []\ntry:\n    while True:\n        files.append(open('big', 'rb'))\n"
+        "except OSError as e:\n    stopped(e)\nprint('opened', len(files))\n"
+        "for f in files:\n    f.close()",
+        "os.remove('big')\nn = 0\ntry:\n    while True:\n"
+        f"        with open(f'part{{n}}', 'wb') as fh:\n            fh.write(b'x' * {mib})\n"
+        "        n += 1\nexcept OSError as e:\n    stopped(e)\nprint('whole MiB written', n)",
+        "import glob\nfor f in glob.glob('part*'):\n    os.remove(f)  # room on the disk\n"
+        f"open('too-big', 'wb').write(b'x' * {3 * mib})",
+    ], tmp_path, SandboxKernelManager__fsize_limit=2 * mib,
+        SandboxKernelManager__nofile_limit=128, SandboxKernelManager__scratch_size=8 * mib)
+    out = [text(c) for c in nb.cells]
+    assert "stopped EFBIG" in out[1] and f"size {2 * mib}" in out[1], out[1]
+    assert "stopped EMFILE" in out[2], out[2]
+    assert 0 < int(out[2].split("opened")[1]) < 128, out[2]  # the kernel holds the rest
+    assert "stopped ENOSPC" in out[3], out[3]
+    assert 4 <= int(out[3].split("written")[1]) <= 8, out[3]  # 8 MiB at most
+    assert errors(nb.cells[4]) == ["OSError"], out[4]
+    assert "[budget exceeded: file size (2 MiB per file)]" in out[4], out[4]
+    assert list((tmp_path / "scratch").iterdir()) == []  # nothing of it comes back
+
+
 def test_notebook_time_limit_marks_every_remaining_cell(tmp_path):
     """Three 2 s sleeps do not fit in a 5 s notebook: counted in cells, not in wall time
     (a busy machine only makes the limit bite earlier), at most two sleeps finish, the
@@ -257,9 +315,6 @@ def test_views_refuse_an_allowlist_that_gives_a_reference_away():
             views.check_references(EXERCISES)
 
 
-DEMO = ROOT / "tests" / "fixtures" / "grading_demo"
-
-
 @pytest.fixture
 def demo_course(tmp_path):
     """A one-student course of the demo assignment."""
@@ -268,8 +323,7 @@ def demo_course(tmp_path):
 
     from grader import synthetic
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(DEMO), str(ROOT)]),
-           "COURSE_EXERCISES_MODULE": "demo_registry"}
+    env = DEMO_ENV
     root = tmp_path / "course"
     shutil.copytree(DEMO / "solutions", root / "solutions")
     shutil.copy(ROOT / "nbgrader_config.py", root)
@@ -282,19 +336,11 @@ def demo_course(tmp_path):
     return root, env
 
 
-def _grade(root, env, *args):
-    import subprocess
-
-    return subprocess.run([sys.executable, "-m", "grader", "grade", "--root", str(root), "-q",
-                           *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
-
-
 def test_grade_refuses_when_no_sandbox_can_be_made(demo_course, tmp_path):
     root, env = demo_course
     empty = tmp_path / "no-tools"
     empty.mkdir()
-    proc = _grade(root, {**env, "PATH": str(empty)})  # no bwrap on PATH
+    proc = run_grade(root, env={**env, "PATH": str(empty)})  # no bwrap on PATH
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "nothing was graded" in proc.stderr and "apt-get install bubblewrap" in proc.stderr
     assert "--no-sandbox" in proc.stderr
@@ -306,7 +352,7 @@ def test_no_sandbox_is_announced_everywhere(demo_course):
     import csv
 
     root, env = demo_course
-    proc = _grade(root, env, "--no-sandbox")
+    proc = run_grade(root, "--no-sandbox", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "WARNING: grading WITHOUT the sandbox" in proc.stdout
     with open(root / "grader" / "grades.csv") as fh:

@@ -10,6 +10,8 @@ from course_lib import rnn
 from course_lib.gradcheck import check_gradients, numerical_gradient, rel_error
 from strategies import activation_names, make_problem, rnn_problems, rnn_sizes, seeds
 
+import torch_rnn
+
 TOL = 1e-6
 PARAMS = ("W_xh", "W_hh", "b_h", "W_hy", "b_y")
 
@@ -63,21 +65,13 @@ def test_bptt_central_differences_with_every_size_one(activation, loss, mode):
 
 def torch_bptt(params, xs, targets, h0, activation, loss, mode):
     """The same computation in PyTorch (float64), differentiated by autograd."""
-    P = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
-    phi = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}[activation]
-    h = torch.tensor(h0)
-    vs = []
-    for x_t in torch.tensor(xs):
-        h = phi(x_t @ P["W_xh"].T + h @ P["W_hh"].T + P["b_h"])
-        vs.append(h @ P["W_hy"].T + P["b_y"])
+    P = torch_rnn.leaves(params)
+    hs = torch_rnn.unroll(P, xs, torch.tensor(h0), activation)
+    vs = [torch_rnn.output(P, h) for h in hs]
     v = torch.stack(vs) if mode == "many_to_many" else vs[-1]
-    y = torch.tensor(targets)
-    if loss == "cross_entropy":
-        L = torch.nn.functional.cross_entropy(v.reshape(-1, v.shape[-1]), y.reshape(-1))
-    else:
-        L = torch.nn.functional.mse_loss(v, y)
+    L = torch_rnn.loss(v, targets, loss)
     L.backward()
-    return L.item(), {k: P[k].grad.numpy() for k in P}, h.detach().numpy()
+    return L.item(), torch_rnn.grads(P), hs[-1].detach().numpy()
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
@@ -211,17 +205,13 @@ def test_bptt_does_not_modify_its_inputs():
 
 
 def torch_hidden_grad_norms(params, xs, target, h0, activation):
-    P = {k: torch.tensor(v) for k, v in params.items()}
-    phi = {"tanh": torch.tanh, "relu": torch.relu}[activation]
-    h = torch.tensor(h0, requires_grad=True)
-    hs = [h]
-    for x_t in torch.tensor(xs):
-        h = phi(x_t @ P["W_xh"].T + h @ P["W_hh"].T + P["b_h"])
+    P = torch_rnn.leaves(params, requires_grad=False)
+    h0 = torch.tensor(h0, requires_grad=True)
+    hs = torch_rnn.unroll(P, xs, h0, activation)
+    for h in hs:
         h.retain_grad()
-        hs.append(h)
-    v = h @ P["W_hy"].T + P["b_y"]
-    torch.nn.functional.cross_entropy(v, torch.tensor(target)).backward()
-    return np.array([float(torch.linalg.norm(h.grad)) for h in hs])
+    torch_rnn.loss(torch_rnn.output(P, hs[-1]), target).backward()
+    return np.array([float(torch.linalg.norm(h.grad)) for h in [h0, *hs]])
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu"])

@@ -11,37 +11,25 @@ from course_lib.gradcheck import rel_error
 from course_lib.truncation import tbptt_updates, train_tbptt
 from strategies import make_problem
 
-PHI = {"tanh": torch.tanh, "relu": torch.relu}
-
+import torch_rnn
 
 def torch_tbptt(params, xs, targets, k1, k2, h0, activation, loss):
     """Reference: for each update point `end`, run the sequence from the start with
     every hidden state up to h_{end-k2} detached, and differentiate the mean loss of
     the outputs since the previous update."""
-    T = len(xs)
-    phi = PHI[activation]
     results = []
-    for start in range(0, T, k1):
-        end = min(start + k1, T)
-        P = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
-        h = torch.tensor(h0)
-        vs = []
-        for t in range(end):
-            if t <= end - k2:
-                h = h.detach()  # h_t is at or before h_{end-k2}: a constant
-            h = phi(torch.tensor(xs[t]) @ P["W_xh"].T + h @ P["W_hh"].T + P["b_h"])
-            if t >= start:
-                # An output older than the window reaches W_hy and b_y only.
-                h_out = h.detach() if t + 1 <= end - k2 else h
-                vs.append(h_out @ P["W_hy"].T + P["b_y"])
-        v = torch.stack(vs)
-        y = torch.tensor(targets[start:end])
-        if loss == "cross_entropy":
-            L = torch.nn.functional.cross_entropy(v.reshape(-1, v.shape[-1]), y.reshape(-1))
-        else:
-            L = torch.nn.functional.mse_loss(v, y)
+    for start in range(0, len(xs), k1):
+        end = min(start + k1, len(xs))
+        P = torch_rnn.leaves(params)
+        # h_t at or before h_{end-k2} is a constant
+        hs = torch_rnn.unroll(P, xs[:end], torch.tensor(h0), activation,
+                              detach=lambda t: t <= end - k2)
+        # an output older than the window reaches W_hy and b_y only
+        v = torch.stack([torch_rnn.output(P, h.detach() if t + 1 <= end - k2 else h)
+                         for t, h in enumerate(hs) if t >= start])
+        L = torch_rnn.loss(v, targets[start:end], loss)
         L.backward()
-        results.append((end, L.item(), {k: P[k].grad.numpy() for k in P}))
+        results.append((end, L.item(), torch_rnn.grads(P)))
     return results
 
 
@@ -104,19 +92,15 @@ def test_generator_returns_h_last_and_state_carries_across_calls():
 
 def torch_chunked_sgd(params, xs, targets, k, lr, h0, epochs):
     """Chunked TBPTT(k, k) with SGD, the way PyTorch code usually writes it."""
-    P = {n: torch.tensor(v, requires_grad=True) for n, v in params.items()}
+    P = torch_rnn.leaves(params)
     losses = []
     for _ in range(epochs):
         h = torch.tensor(h0)
         for start in range(0, len(xs), k):
-            h = h.detach()
-            vs = []
-            for x_t in torch.tensor(xs[start:start + k]):
-                h = torch.tanh(x_t @ P["W_xh"].T + h @ P["W_hh"].T + P["b_h"])
-                vs.append(h @ P["W_hy"].T + P["b_y"])
-            v = torch.stack(vs)
-            L = torch.nn.functional.cross_entropy(
-                v.reshape(-1, v.shape[-1]), torch.tensor(targets[start:start + k]).reshape(-1))
+            hs = torch_rnn.unroll(P, xs[start:start + k], h.detach())
+            h = hs[-1]
+            L = torch_rnn.loss(torch.stack([torch_rnn.output(P, h) for h in hs]),
+                               targets[start:start + k])
             L.backward()
             with torch.no_grad():
                 for p in P.values():
@@ -190,20 +174,12 @@ def torch_single_detach(params, xs, targets, k1, k2, h0):
     results = []
     for start in range(0, len(xs), k1):
         end = min(start + k1, len(xs))
-        P = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
-        h = torch.tensor(h0)
-        vs = []
-        for t in range(end):
-            if t <= min(start, end - k2) or t == end - k2:
-                h = h.detach()
-            h = torch.tanh(torch.tensor(xs[t]) @ P["W_xh"].T + h @ P["W_hh"].T + P["b_h"])
-            if t >= start:
-                vs.append(h @ P["W_hy"].T + P["b_y"])
-        v = torch.stack(vs)
-        L = torch.nn.functional.cross_entropy(
-            v.reshape(-1, v.shape[-1]), torch.tensor(targets[start:end]).reshape(-1))
-        L.backward()
-        results.append({k: P[k].grad.numpy() for k in P})
+        P = torch_rnn.leaves(params)
+        hs = torch_rnn.unroll(P, xs[:end], torch.tensor(h0),
+                              detach=lambda t: t <= min(start, end - k2) or t == end - k2)
+        v = torch.stack([torch_rnn.output(P, h) for h in hs[start:]])
+        torch_rnn.loss(v, targets[start:end]).backward()
+        results.append(torch_rnn.grads(P))
     return results
 
 

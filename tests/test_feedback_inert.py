@@ -41,7 +41,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell
 
-from test_grading_pipeline import DEMO, ENV, REPO, run_grade
+from helpers import DEMO, REPO, run_grade
+from helpers import DEMO_ENV as ENV
 
 A = "00_demo"
 MARK = "PWNED"

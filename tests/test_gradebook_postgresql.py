@@ -77,7 +77,7 @@ def graded(course, tmp_path_factory, postgresql_url):
     shutil.copytree(sqlite_root, pg_root)
     sqlite_file = (pg_root / "grader" / "gradebook.db").read_bytes()
     url = postgresql_url()
-    proc = run_grade(pg_root, "-j", "2", env={"COURSE_DB_URL": url})
+    proc = run_grade(pg_root, "-j", "2", env={**DEMO_ENV, "COURSE_DB_URL": url})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "graded 2, not gradable 1" in proc.stdout, proc.stdout
     assert _password(url) not in proc.stdout + proc.stderr
@@ -128,7 +128,8 @@ def test_grading_twice_leaves_an_identical_gradebook(graded):
     before = dump(url)
     assert sum(len(rows) for rows in before.values()) > 30, "the gradebook is nearly empty"
     csv_before = _grades_csv(pg_root)
-    proc = run_grade(pg_root, "-j", "2", "--force", env={"COURSE_DB_URL": url})
+    proc = run_grade(pg_root, "-j", "2", "--force",
+                     env={**DEMO_ENV, "COURSE_DB_URL": url})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "graded 2, not gradable 1" in proc.stdout
     after = dump(url)
@@ -201,7 +202,7 @@ def test_an_unusable_server_is_a_clear_error_and_nothing_is_written(
     root = tmp_path / "course"
     shutil.copytree(course, root)
     before = _snapshot(root)
-    runs = [run_grade(root, env={"COURSE_DB_URL": url})]
+    runs = [run_grade(root, env={**DEMO_ENV, "COURSE_DB_URL": url})]
     if problem == "server down":  # the written-answers page opens the gradebook the same way
         runs.append(subprocess.run(
             [sys.executable, "-m", "grader", "written", "--root", str(root), "--port", "0"],

@@ -158,6 +158,8 @@ def test_hostile_members_land_nowhere(tmp_path):
         "a/../../up_03_bptt.ipynb": notebook("up"),
         "C:/win_03_bptt.ipynb": notebook("drive"),
         ".._03_bptt.ipynb": notebook("dotdot student"),
+        "../03_bptt/03_bptt.ipynb": notebook("dotdot student folder"),
+        "ok/../../03_bptt/03_bptt.ipynb": notebook("dotdot student folder, deeper"),
         "..\\..\\back_03_bptt.ipynb": notebook("backslash"),
         "link_03_bptt.ipynb": ("symlink", "/etc/shadow"),
         "bomb_03_bptt.ipynb": zeros,
@@ -171,9 +173,10 @@ def test_hostile_members_land_nowhere(tmp_path):
     assert sorted(os.listdir(root)) == ["grader"]
     assert sorted(os.listdir(root / "grader")) == ["intake.json", "submitted"]
     reasons = dict(result.unplaced)
-    assert len(reasons) == 10
+    assert len(reasons) == 12
     for name in ("../evil_03_bptt.ipynb", "a/../../up_03_bptt.ipynb",
-                 "..\\..\\back_03_bptt.ipynb"):
+                 "..\\..\\back_03_bptt.ipynb", "../03_bptt/03_bptt.ipynb",
+                 "ok/../../03_bptt/03_bptt.ipynb"):
         assert "'..'" in reasons[name], name
     assert "absolute" in reasons["/tmp/abs_03_bptt.ipynb"]
     assert "absolute" in reasons["C:/win_03_bptt.ipynb"]

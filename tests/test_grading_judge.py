@@ -3,30 +3,23 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from course_lib import checks
 from grader import cells, judge
-
-DEMO = Path(__file__).resolve().parent / "fixtures" / "grading_demo"
+from helpers import DEMO, demo_registry
 
 
 @pytest.fixture(scope="module")
 def reg():
-    sys.path.insert(0, str(DEMO))
-    old = os.environ.get("COURSE_EXERCISES_MODULE")
-    os.environ["COURSE_EXERCISES_MODULE"] = "demo_registry"
-    import demo_registry
-
-    yield demo_registry
-    sys.path.remove(str(DEMO))
-    if old is None:
-        os.environ.pop("COURSE_EXERCISES_MODULE", None)
-    else:
-        os.environ["COURSE_EXERCISES_MODULE"] = old
+    """The demo registry, also as the grader's registry (judge.expected_data reads it)
+    for this module's tests, restored afterwards."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COURSE_EXERCISES_MODULE", "demo_registry")
+        mp.syspath_prepend(str(DEMO))
+        yield demo_registry()
 
 
 def _judge(reg, name, fn, hidden=False, assignment="00_demo"):
@@ -274,17 +267,25 @@ def test_check_in_grading_mode_only_records(reg, monkeypatch, tmp_path, capsys):
     cases = ex.visible_cases()
     (cases_dir / checks.cases_name("00_demo", "affine", False)).write_bytes(
         checks.encode_cases(cases))
-    # the grader creates the (empty) record file; the kernel only fills it in place
-    (record_dir / checks.record_name("tok123", False)).touch()
+    # the grader creates the (empty) record files; the kernel only fills them in place
+    earlier, record = (record_dir / checks.record_name(t, False) for t in ("tok0", "tok123"))
+    earlier.touch()
+    record.touch()
     monkeypatch.setenv("COURSE_CASES_DIR", str(cases_dir))
     monkeypatch.setenv("COURSE_RECORD_DIR", str(record_dir))
     monkeypatch.setattr(checks, "_cell", {"token": None, "count": None})
+    cell = {"number": 3}  # the running cell's number, as IPython counts them
+    monkeypatch.setattr(checks, "_execution_count", lambda: cell["number"])
     checks.check("00_demo", "affine", reg.affine)  # no test cell token: nothing recorded
-    assert (record_dir / checks.record_name("tok123", False)).stat().st_size == 0
-    checks.enter_test_cell("tok123")
+    checks.enter_test_cell("tok0")  # a test cell, number 3
+    cell["number"] = 4  # a cell after it: the token is not its own
+    checks.check("00_demo", "affine", reg.affine)
+    assert earlier.stat().st_size == 0 and record.stat().st_size == 0
+    assert capsys.readouterr().out.count("outside its test cell") == 2
+    cell["number"] = 5
+    checks.enter_test_cell("tok123")  # the next test cell, number 5
     checks.check("00_demo", "affine", lambda x, w, b: x @ w.T)  # wrong, but no verdict here
     err = capsys.readouterr().err
     assert "the grader decides" in err  # stderr: scores 0 unless the verdict step rewrites
     checks.check("00_demo", "affine", reg.affine)  # a second call cannot replace the record
-    data = (record_dir / checks.record_name("tok123", False)).read_bytes()
-    assert judge.judge_record(ex, cases, data).mistake == "bias forgotten"
+    assert judge.judge_record(ex, cases, record.read_bytes()).mistake == "bias forgotten"

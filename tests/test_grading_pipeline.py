@@ -17,7 +17,6 @@ submission regrades only that one.
 """
 from __future__ import annotations
 
-import csv
 import html
 import json
 import os
@@ -29,21 +28,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
-from helpers import DEMO, REPO, run_grade
+from helpers import DEMO
 from helpers import DEMO_ENV as ENV
+from helpers import REPO, feedback_page, hidden_calls, page_text, run_grade
+from helpers import demo_registry as _registry
+from helpers import read_grades as _grades
 
 FIXTURES = REPO / "tests" / "fixtures" / "submissions"
-
-
-def _registry():
-    sys.path.insert(0, str(DEMO))
-    os.environ["COURSE_EXERCISES_MODULE"] = "demo_registry"
-    try:
-        import demo_registry
-    finally:
-        sys.path.remove(str(DEMO))
-    return demo_registry
 
 
 def _assignments() -> list[str]:
@@ -123,28 +114,8 @@ def graded_class(tmp_path_factory):
     return root, expected, proc
 
 
-def _grades(root: Path) -> dict:
-    with open(root / "grader" / "grades.csv") as fh:
-        return {(r["student"], r["assignment"]): r for r in csv.DictReader(fh)}
-
-
 def _feedback_text(root: Path, student: str, assignment: str) -> str:
-    """The page's text as a browser shows it: tags are removed, not replaced by spaces
-    (syntax highlighting wraps each token, and spaces would turn ``hidden=True`` into
-    ``hidden = True``, which a check for the first could never find)."""
-    return _page_text(root / "grader" / "feedback" / student / assignment / f"{assignment}.html")
-
-
-def _page_text(path: Path) -> str:
-    return html.unescape(re.sub(r"<[^>]+>", "", path.read_text()))
-
-
-def _hidden_calls(root: Path, student: str, assignment: str) -> list[str]:
-    """The hidden-test lines of the autograded notebook (it keeps them; feedback must not)."""
-    nb = nbformat.read(root / "grader" / "autograded" / student / assignment /
-                       f"{assignment}.ipynb", as_version=4)
-    return [line.strip() for cell in nb.cells if cell.cell_type == "code"
-            for line in cell.source.splitlines() if "hidden=True" in line]
+    return page_text(feedback_page(root, student, assignment))
 
 
 def test_every_submission_gets_its_expected_score(graded_class):
@@ -155,6 +126,28 @@ def test_every_submission_gets_its_expected_score(graded_class):
     assert not wrong, f"(student, assignment): (got, expected) {wrong}"
 
 
+def most_at_once(state: dict) -> int:
+    """The most submissions that were being graded at one time, from the [start, end]
+    spans the workers recorded in a run state."""
+    events = sorted((t, +1 if i == 0 else -1) for entry in state["submissions"].values()
+                    for i, t in enumerate(entry["ran"]))  # at equal times an end comes first
+    running, most = 0, 0
+    for _, step in events:
+        running += step
+        most = max(most, running)
+    return most
+
+
+def test_workers_grade_at_the_same_time(graded_class):
+    """The class was graded by several workers at once, at most as many at a time as
+    there are workers."""
+    from grader import pipeline
+
+    root, _, _ = graded_class
+    state = json.loads((root / "grader" / pipeline.STATE_FILE).read_text())
+    assert 2 <= most_at_once(state) <= pipeline.default_workers(), most_at_once(state)
+
+
 def test_feedback_names_each_mistake_and_hides_hidden_tests(graded_class):
     root, expected, _ = graded_class
     checked = 0
@@ -163,7 +156,7 @@ def test_feedback_names_each_mistake_and_hides_hidden_tests(graded_class):
         if (root / "grader" / "autograded" / student / a).is_dir():
             # positive control: the hidden calls exist, and their visible twins (same
             # tokens minus the flag) are found in the page, so a leak would be found too
-            hidden = _hidden_calls(root, student, a)
+            hidden = hidden_calls(root, student, a)
             assert hidden, f"{student}/{a}: the autograded notebook has no hidden test"
             for line in hidden:
                 assert line not in text, (student, a, line)
@@ -249,8 +242,13 @@ def test_report_shows_the_class_numbers(graded_class):
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def test_rerun_is_incremental_and_identical(graded_class):
-    root, _, _ = graded_class
+def _copy_of_class(graded_class, tmp_path: Path) -> Path:
+    """A copy of the graded course (the module's class stays as graded)."""
+    return shutil.copytree(graded_class[0], tmp_path / "course", symlinks=True)
+
+
+def test_rerun_is_incremental_and_identical(graded_class, tmp_path):
+    root = _copy_of_class(graded_class, tmp_path)
     before = (root / "grader" / "grades.csv").read_text()
     proc = run_grade(root)
     assert proc.returncode == 0, proc.stderr
@@ -278,7 +276,7 @@ def test_lms_zip_is_collected_without_overwriting(graded_class, tmp_path):
     new students are collected and graded, an existing submission is never replaced."""
     import zipfile
 
-    root, _, _ = graded_class
+    root = _copy_of_class(graded_class, tmp_path)
     sub = root / "grader/submitted/solution/00_demo/00_demo.ipynb"
     blank = root / "exercises/00_demo/00_demo.ipynb"
     archive = tmp_path / "lms.zip"
@@ -321,9 +319,20 @@ def test_zip_with_nothing_placeable_says_why(tmp_path):
     assert proc.returncode == 2 and "use it with --zip FILE" in proc.stderr
 
 
+def _finished(state: Path) -> dict:
+    """The submissions a run state records as finished (the file is replaced atomically)."""
+    try:
+        return json.loads(state.read_text()).get("submissions", {})
+    except (OSError, ValueError):
+        return {}
+
+
 def test_killed_run_resumes_with_identical_grades(graded_class, tmp_path):
-    """SIGKILL the grader mid-run, re-run: the same grades as an uninterrupted run."""
+    """SIGKILL the grader (one worker, so the run is surely mid-way) once k of the n demo
+    submissions are finished: it dies of the signal, the rerun grades exactly the n - k
+    others and keeps the k records, and the grades are those of an uninterrupted run."""
     import signal
+    import sqlite3
     import time
 
     root, expected, _ = graded_class
@@ -332,26 +341,28 @@ def test_killed_run_resumes_with_identical_grades(graded_class, tmp_path):
         "autograded", "feedback", "verdicts", "report", "gradebook.db", "grades.csv",
         "grading_state.json", "downloaded", "backup"))
     demo = {k: v for k, v in expected.items() if k[1] == "00_demo"}
+    n = len(list((copy / "grader" / "submitted").glob("*/00_demo")))  # with later arrivals
     proc = subprocess.Popen([sys.executable, "-m", "grader", "grade", "--root", str(copy), "-q",
-                             "--assignment", "00_demo"], cwd=REPO, env=ENV,
+                             "-j", "1", "--assignment", "00_demo"], cwd=REPO, env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     state = copy / "grader" / "grading_state.json"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if state.exists() and '"status": "graded"' in state.read_text():
-            break
-        time.sleep(0.2)
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)  # the grader, its workers and their kernels
-    proc.wait()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and not _finished(state):
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # the grader, its worker and its kernel
+    assert proc.wait() == -signal.SIGKILL, "the grader ended before it could be killed"
+    done = _finished(state)
+    assert 0 < len(done) < n, f"{len(done)} of {n} finished when killed"
     rerun = run_grade(copy, "--assignment", "00_demo")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    counts = re.search(r"graded (\d+), not gradable (\d+)", rerun.stdout)
+    assert counts and int(counts[1]) + int(counts[2]) == n - len(done), rerun.stdout
+    after = _finished(state)
+    assert {k: after[k] for k in done} == done  # the finished ones were not graded again
     grades = _grades(copy)
     for key, (score, _) in demo.items():
         assert float(grades[key]["auto_score"]) == score, key
-    import sqlite3
-
     with sqlite3.connect(copy / "grader" / "gradebook.db") as con:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 

@@ -7,7 +7,6 @@ gradebook, grades.csv, the student's feedback page, the report and the LMS expor
 from __future__ import annotations
 
 import csv
-import os
 import re
 import shutil
 import subprocess
@@ -18,13 +17,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import DEMO, REPO, read_grades
+from helpers import DEMO_ENV as ENV
 
-REPO = Path(__file__).resolve().parent.parent
-DEMO = REPO / "tests" / "fixtures" / "grading_demo"
-ENV = {**os.environ,
-       "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-       "PYTHONPATH": os.pathsep.join([str(DEMO), str(REPO)]),
-       "COURSE_EXERCISES_MODULE": "demo_registry"}
 ANSWERS = {"ada": "Subtracting the max leaves softmax unchanged and keeps exp from overflowing.",
            "bo": "Because <script>document.title='pwned'</script> it is faster.",
            "cy": None}  # cy leaves the written answer as the template gave it
@@ -71,8 +66,7 @@ def server(course):
 
 
 def grades(root: Path) -> dict:
-    with open(root / "grader" / "grades.csv") as fh:
-        return {r["student"]: r for r in csv.DictReader(fh)}
+    return {student: row for (student, _), row in read_grades(root).items()}
 
 
 def test_scores_typed_in_chromium_reach_every_output(course, server, browser):

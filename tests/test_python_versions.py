@@ -105,3 +105,19 @@ def test_pinned_set_resolves_on_every_supported_python(tmp_path):
         assert torch.get("torch"), version
     print(", ".join(f"Python {v}: {len(r[0]) + len(r[1])} packages" for v, r in
                     sorted(results.items())))
+
+
+def test_the_student_install_leaves_out_the_book_and_the_grading_tools(tmp_path):
+    """`make student` (pip's `.[student]`) brings what the exercises and the self-check
+    run on, and neither the book's toolchain nor nbgrader nor the test tools."""
+    report = tmp_path / "student.json"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run",
+                           "--ignore-installed", "--quiet", "--report", str(report),
+                           "-c", "constraints.txt", ".[student]"],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    names = {canonicalize_name(i["metadata"]["name"])
+             for i in json.loads(report.read_text())["install"]}
+    assert {"numpy", "matplotlib", "jupyterlab", "ipykernel", "nbclient", "nbformat"} <= names
+    unwanted = {"jupyter-book", "sphinx", "myst-nb", "nbgrader", "torch", "pytest"}
+    assert not names & unwanted, sorted(names & unwanted)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -31,14 +30,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import REPO, grader_env
 
 from grader import exercises as reg
 from grader import selfcheck, synthetic
+from grader.nbapi import ASSIGNMENT_IDS as ASSIGNMENTS
 from grader.verdict import PrepareCases, Verdict
 
-REPO = Path(__file__).resolve().parent.parent
-ASSIGNMENTS = ("01_backprop", "02_softmax", "03_bptt", "04_truncation", "05_vanishing",
-               "06_language_model")
 SALT = "test-salt-" + "0" * 32  # any salt: the hidden cases differ from the visible ones
 
 
@@ -93,9 +91,7 @@ def course(tmp_path_factory):
     a = "03_bptt"
     root = tmp_path_factory.mktemp("course")
     shutil.copy(REPO / "nbgrader_config.py", root)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(REPO)}
-    env.pop("COURSE_EXERCISES_MODULE", None)
+    env = grader_env()  # the course's own registry
     shutil.copytree(REPO / "solutions" / a, root / "solutions" / a)
     subprocess.run([sys.executable, "-m", "grader", "release", "--root", str(root)],
                    cwd=REPO, env=env, check=True, capture_output=True)
