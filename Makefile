@@ -22,13 +22,18 @@ $(PY_STAMP): pyproject.toml constraints.txt
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
-# Debian packages for the browser test (chromium) and the grading sandbox (bubblewrap;
-# util-linux's setpriv and prlimit).
-$(SYS_STAMP): | $(PY_STAMP)
+# Debian packages for the browser test (chromium), the grading sandbox (bubblewrap;
+# util-linux's setpriv, prlimit and runuser) and the PostgreSQL gradebook tests
+# (postgresql: the tests start a server of their own on a free port, so a cluster the
+# package may start on 5432 does not matter).
+# (a Makefile that lists a new package checks again)
+$(SYS_STAMP): Makefile | $(PY_STAMP)
 	@command -v chromium >/dev/null && command -v bwrap >/dev/null && \
-	  command -v setpriv >/dev/null && command -v prlimit >/dev/null || { \
+	  command -v setpriv >/dev/null && command -v prlimit >/dev/null && \
+	  ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
 	  $(SUDO) apt-get update -q && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium bubblewrap util-linux; }
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium bubblewrap \
+	    util-linux postgresql; }
 	touch $@
 
 # What a student needs for the exercises, nothing else: NumPy, matplotlib, JupyterLab,

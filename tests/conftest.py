@@ -1,4 +1,5 @@
-"""Fixtures shared by several test files: the book is built once per session."""
+"""Fixtures shared by several test files: the book is built once per session, one
+Chromium and one PostgreSQL server serve the whole session."""
 from __future__ import annotations
 
 import sys
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from helpers import CHROMIUM, CHROMIUM_FLAGS, REPO, log_tail, run_build
+from postgres_server import PostgresServer
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +44,19 @@ def browser():
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(scope="session")
+def postgresql_url():
+    """A callable: each call creates a new empty database on one PostgreSQL server
+    started for the session (tests/postgres_server.py) and returns its SQLAlchemy URL
+    (``postgresql+psycopg://...``, with a password). The server stops at session end."""
+    try:
+        server = PostgresServer()
+        server.start()
+    except RuntimeError as exc:
+        pytest.fail(f"no PostgreSQL server for the tests: {exc}")
+    try:
+        yield server.new_database
+    finally:
+        server.stop()
