@@ -117,9 +117,13 @@ def dask_cluster(jobs: list, template, address: str | None = None,
             client = stack.enter_context(Client(cluster))
             address = cluster.scheduler_address
         check_workers(client, address)
-        # sent once to the workers (and from one to another), not with every task
-        shared = client.scatter(template, broadcast=True, hash=False)
         run = uuid.uuid4().hex[:8]  # keys of this run only, on a cluster others may share
+        # the template goes to the scheduler once, as a task the graders depend on: a
+        # worker fetches it from another, and if every worker holding it dies (a poison
+        # notebook can take down each in turn) it is made again, which scattered data
+        # would not be
+        shared = client.submit(worker.Template, template.digest, template.data,
+                               key=f"template {run}")
         futures = {client.submit(worker.grade, job, shared, key=f"grade {job.key} {run}",
                                  resources={RESOURCE: 1}, retries=RETRIES): job
                    for job in jobs}
