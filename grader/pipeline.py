@@ -105,15 +105,15 @@ def sync_gradebook(root: Path, assignments: list[str], state: dict) -> None:
     if not todo:
         todo = [(a, synced[a]) for a in assignments]
     with tempfile.TemporaryDirectory(prefix="bptt-release-") as tmp:
-        _generate(root, todo, {"release_directory": tmp})
+        _generate(root, [a for a, _ in todo], {"release_directory": tmp})
     synced.update(todo)
 
 
-def _generate(root: Path, todo: list[tuple[str, str]], course_dir: dict) -> None:
-    """``generate_assignment`` for each (assignment, _) of ``todo``, with the course
-    folders overridden by ``course_dir`` (a throw-away release folder, a gradebook)."""
+def _generate(root: Path, assignments: list[str], course_dir: dict) -> None:
+    """``generate_assignment`` for each of ``assignments``, with the course folders
+    overridden by ``course_dir`` (a throw-away release folder, a gradebook)."""
     api = nbapi.make_api(root, {"CourseDirectory": course_dir})
-    for a, _ in todo:
+    for a in assignments:
         result = api.generate_assignment(a, force=True, create=True)
         if not result.get("success"):
             raise GradingError(f"could not load solutions/{a} into the gradebook:\n"
@@ -295,7 +295,7 @@ def template_gradebook(root: Path, assignments: list[str]) -> worker.Template:
     """A gradebook holding ``assignments`` and no student, for the workers to copy."""
     with tempfile.TemporaryDirectory(prefix="bptt-template-") as tmp:
         db = Path(tmp) / "gradebook.db"
-        _generate(root, [(a, "") for a in assignments],
+        _generate(root, assignments,
                   {"release_directory": str(Path(tmp) / "release"), "db_url": f"sqlite:///{db}"})
         data = db.read_bytes()
     return worker.Template(hashlib.sha256(data).hexdigest(), data)

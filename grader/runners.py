@@ -8,7 +8,8 @@ notebook every time it was tried, or the exception the grader raised on every tr
 what comes out; runners write nothing.
 
 * ``local_pool``: N worker processes on this machine (``python -m grader grade -j N``).
-  A worker that dies breaks the whole pool: a fresh pool retries what was unfinished.
+  A worker that dies breaks the whole pool: a fresh pool retries what was unfinished,
+  and a notebook caught in two breaks is graded alone to tell whose death it was.
 * ``dask_cluster``: workers of a Dask distributed cluster, an existing one
   (``--cluster tcp://HOST:8786``: ``dask scheduler`` and ``dask worker`` started on each
   machine, or ``SSHCluster``, dask-jobqueue, dask-kubernetes) or a ``LocalCluster``
@@ -47,39 +48,76 @@ def _pool_init(env: dict) -> None:
 
 def local_pool(jobs: list, template, n_workers: int):
     """Grade ``jobs`` on ``n_workers`` processes of this machine (spawned, so each starts
-    clean and inherits this process's course settings)."""
+    clean and inherits this process's course settings). A worker that dies breaks the
+    whole pool and every task in it: the pool holds only as many tasks as it has
+    workers, a fresh pool grades the unfinished ones again, and a task caught in two
+    breaks is graded alone, where a death can only be its own (``WorkerLost``)."""
     env = {k: v for k, v in os.environ.items()
            if k.startswith(("COURSE_", "PATH", "PYTHON", "MPL", "BPTT_"))}
-    ctx = multiprocessing.get_context("spawn")
-    tries: collections.Counter = collections.Counter()
-    pending = list(jobs)
+    breaks: collections.Counter = collections.Counter()
+    errors: collections.Counter = collections.Counter()
+    pending = collections.deque(jobs)
     while pending:
-        with cf.ProcessPoolExecutor(min(n_workers, len(pending)), mp_context=ctx,
-                                    initializer=_pool_init, initargs=(env,)) as pool:
-            futures = {pool.submit(worker.grade, job, template): job for job in pending}
-            pending = []
-            for fut in cf.as_completed(futures):
-                job = futures[fut]
-                try:
-                    yield job, fut.result()
-                    continue
-                except BrokenProcessPool:
-                    # every unfinished task of the pool gets this, not only the culprit's
-                    tries[job.key] += 1
-                    failure = WorkerLost(
-                        f"the grading worker process died while grading this notebook "
-                        f"{tries[job.key]} times")
-                    retry = tries[job.key] < 2
-                except Exception as exc:  # noqa: BLE001 - the grader's failure
-                    tries[job.key] += 1
-                    failure, retry = exc, tries[job.key] <= RETRIES
-                if retry:
+        suspect = next((job for job in pending if breaks[job.key] >= 2), None)
+        if suspect is None:
+            batch, pending, size = pending, collections.deque(), n_workers
+        else:
+            pending.remove(suspect)
+            batch, size = collections.deque([suspect]), 1
+        for job, outcome in _pool_round(batch, size, template, env):
+            if isinstance(outcome, BrokenProcessPool):
+                breaks[job.key] += 1
+                if suspect is None:
                     pending.append(job)
                 else:
-                    yield job, failure
+                    yield job, WorkerLost("the grading worker process died while grading "
+                                          "this notebook, also when it was graded alone")
+            elif isinstance(outcome, Exception):  # the grader's failure
+                errors[job.key] += 1
+                if errors[job.key] <= RETRIES:
+                    pending.append(job)
+                else:
+                    yield job, outcome
+            else:
+                yield job, outcome
+        pending.extend(batch)  # not sent before the pool broke
+
+
+def _pool_round(batch: collections.deque, size: int, template, env: dict):
+    """Grade the jobs of ``batch`` (taken from its left) on a fresh pool of ``size``
+    processes, at most ``size`` at a time; yields (job, result or exception) and stops
+    sending when the pool breaks."""
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(min(size, len(batch)), mp_context=ctx,
+                                initializer=_pool_init, initargs=(env,)) as pool:
+        running: dict = {}
+        broken = False
+        while running or batch and not broken:
+            while batch and not broken and len(running) < size:
+                try:
+                    fut = pool.submit(worker.grade, batch[0], template)
+                except BrokenProcessPool:  # broke before its futures said so
+                    broken = True
+                    break
+                running[fut] = batch.popleft()
+            done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                job = running.pop(fut)
+                try:
+                    outcome = fut.result()
+                except Exception as exc:  # noqa: BLE001 - given to the caller to sort
+                    outcome = exc
+                    broken = broken or isinstance(exc, BrokenProcessPool)
+                yield job, outcome
 
 
 # ---------------------------------------------------------------------------- Dask
+def grading_slots(client) -> int:
+    """How many notebooks the cluster's workers can grade at once now."""
+    return sum(w.get("resources", {}).get(RESOURCE, 0)
+               for w in client.scheduler_info(n_workers=-1)["workers"].values())
+
+
 def check_workers(client, address: str) -> None:
     """Stop with a clear message when no worker of the cluster can take a task."""
     from .pipeline import GradingError
@@ -89,9 +127,7 @@ def check_workers(client, address: str) -> None:
     except TimeoutError:
         raise GradingError(f"no Dask worker joined the scheduler at {address} within 60 s: "
                            f"start some with `{START_WORKERS.format(address=address)}`") from None
-    offers = [w.get("resources", {}).get(RESOURCE, 0)
-              for w in client.scheduler_info(n_workers=-1)["workers"].values()]
-    if not any(offers):
+    if not grading_slots(client):
         raise GradingError(f"no worker of the Dask cluster at {address} offers the "
                            f"'{RESOURCE}' resource, so none would grade: start the workers "
                            f"with `{START_WORKERS.format(address=address)}`")
@@ -124,11 +160,23 @@ def dask_cluster(jobs: list, template, address: str | None = None,
         # would not be
         shared = client.submit(worker.Template, template.digest, template.data,
                                key=f"template {run}")
-        futures = {client.submit(worker.grade, job, shared, key=f"grade {job.key} {run}",
-                                 resources={RESOURCE: 1}, retries=RETRIES): job
-                   for job in jobs}
-        for fut in as_completed(futures):
-            job = futures[fut]
+        # only as many tasks in flight as there are grading slots: a task waiting on a
+        # worker would be counted as a suspect when that worker dies, and an innocent
+        # notebook could end with KilledWorker next to a poison one
+        pending, in_flight = list(jobs), {}
+        finished = as_completed()
+
+        def submit_more() -> None:
+            while pending and len(in_flight) < max(1, grading_slots(client)):
+                job = pending.pop(0)
+                fut = client.submit(worker.grade, job, shared, key=f"grade {job.key} {run}",
+                                    resources={RESOURCE: 1}, retries=RETRIES)
+                in_flight[fut] = job
+                finished.add(fut)
+
+        submit_more()
+        for fut in finished:
+            job = in_flight.pop(fut)
             try:
                 outcome = fut.result()
             except KilledWorker as exc:
@@ -138,4 +186,5 @@ def dask_cluster(jobs: list, template, address: str | None = None,
             except Exception as exc:  # noqa: BLE001 - the grader's failure, retried already
                 outcome = exc
             fut.release()
+            submit_more()
             yield job, outcome

@@ -151,10 +151,11 @@ def cluster():
     import dask
     from distributed import Client, LocalCluster
 
-    env = {**GRADING_ENV, "PYTHONPATH": os.pathsep.join(
-        [str(REPO / "tests"), GRADING_ENV["PYTHONPATH"]])}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the workers' environment (spawned from this process)
+    # the workers are spawned from this process: they get its environment and its
+    # sys.path (the demo registry, and tests/ for the faults)
+    saved = {k: os.environ.get(k) for k in GRADING_ENV}, list(sys.path)
+    os.environ.update(GRADING_ENV)
+    sys.path[:0] = [str(REPO / "tests"), str(GRADING_DEMO), str(REPO)]
     try:
         with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
                 LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -162,7 +163,8 @@ def cluster():
                 Client(lc) as client:
             yield lc.scheduler_address, client
     finally:
-        for k, v in saved.items():
+        sys.path[:] = saved[1]
+        for k, v in saved[0].items():
             if v is None:
                 os.environ.pop(k, None)
             else:
