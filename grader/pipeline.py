@@ -13,10 +13,11 @@ This process is the coordinator; workers only grade (grader.worker).
    (grader.worker.Job: the notebook's bytes, the student's manual marks, the
    fingerprint) graded on a runner (grader.runners): N local worker processes (``-j``),
    a Dask cluster (``--cluster ADDRESS``) or a LocalCluster (``--local-cluster N``). A
-   worker grades against a private copy of a template gradebook (the assignments, built
-   here once per run) and sends back the grades and files; this process alone applies
-   each result (grader.record: one gradebook transaction per submission, the feedback,
-   autograded notebook and verdict files, the run state). A tqdm bar counts notebooks.
+   worker grades against a private copy of a template gradebook (the assignments, made
+   here when a source changed: grader/template.db) and sends back the grades and files;
+   this process alone applies each result (grader.record: one gradebook transaction per
+   submission, the feedback, autograded notebook and verdict files, the run state). A
+   tqdm bar counts notebooks.
    A worker that dies on every try leaves the notebook "not graded" with the reason;
    the grader's own failures are retried, then reported, never stored as a grade.
 5. Compare the answers for copied code (``grader.similarity``: flagged, never scored).
@@ -50,6 +51,7 @@ from .sandbox.rundir import make_run_root
 
 STUDENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 STATE_FILE = "grading_state.json"
+TEMPLATE_FILE = "template.db"  # the workers' gradebook: the assignments, no student
 
 
 class GradingError(Exception):
@@ -291,13 +293,21 @@ def _collect_zip(root, zip_path, assignments, roster, assignment, log) -> None:
                            f"({result.files} files, reasons above)")
 
 
-def template_gradebook(root: Path, assignments: list[str]) -> worker.Template:
-    """A gradebook holding ``assignments`` and no student, for the workers to copy."""
-    with tempfile.TemporaryDirectory(prefix="bptt-template-") as tmp:
-        db = Path(tmp) / "gradebook.db"
-        _generate(root, assignments,
-                  {"release_directory": str(Path(tmp) / "release"), "db_url": f"sqlite:///{db}"})
-        data = db.read_bytes()
+def template_gradebook(root: Path, state: dict) -> worker.Template:
+    """A gradebook holding every assignment and no student, for the workers to copy.
+    It is made (``generate_assignment``) when a source or the configuration changed
+    since the last one: kept as grader/template.db, its key in the run state."""
+    key = hashlib.sha256(json.dumps(state["_sources"], sort_keys=True).encode()
+                         + (root / "nbgrader_config.py").read_bytes()).hexdigest()
+    path = root / "grader" / TEMPLATE_FILE
+    if state.get("_template") != key or gradebook.problem(path):
+        with tempfile.TemporaryDirectory(prefix=".template-", dir=path.parent) as tmp:
+            db = Path(tmp) / "gradebook.db"
+            _generate(root, sorted(state["_sources"]), {
+                "release_directory": str(Path(tmp) / "release"), "db_url": f"sqlite:///{db}"})
+            os.replace(db, path)
+        state["_template"] = key
+    data = path.read_bytes()
     return worker.Template(hashlib.sha256(data).hexdigest(), data)
 
 
@@ -334,7 +344,7 @@ def _run_tasks(root, todo, runner, state, state_path, fps, summary, progress):
     from tqdm import tqdm
 
     subs = state["submissions"]
-    template = template_gradebook(root, sorted({t.assignment for t in todo}))
+    template = template_gradebook(root, state)
     with Gradebook(_db_url(root)) as gb:
         jobs = [make_job(root, gb, t, fps[t.assignment]) for t in todo]
         applied: set[str] = set()
