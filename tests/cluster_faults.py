@@ -1,15 +1,16 @@
 """Faults the cluster tests inject into Dask grading workers (tests/test_grading_cluster.py).
 
-``Fault`` is a Dask WorkerPlugin: the scheduler gives it to every worker, also to the
+``Faults`` is a Dask WorkerPlugin: the scheduler gives it to every worker, also to the
 ones that replace a dead worker, and it wraps ``grader.worker.grader_for`` (which
-``grader.worker.grade`` calls first) so that a job of ``student`` meets its fault:
+``grader.worker.grade`` calls first) so that a job of a student it names meets that
+student's fault, ``{student: (action, options)}``:
 
 * ``die``: the worker process kills itself (SIGKILL), every time: a poison submission;
 * ``fail``: the grader raises, every time;
 * ``fail-first``: the grader raises on the first try of each job in a process;
 * ``mismatch``: the worker's own fingerprint of the course differs from the
   coordinator's (the real check raises CourseMismatch);
-* ``meet``: the job waits (at most ``wait`` s) until every job of the student has
+* ``meet``: the job waits (at most 60 s) until ``expect`` jobs of the student have
   started, so the student's assignments are graded at the same moment; each job
   leaves a file in ``folder`` saying whether it met the others.
 
@@ -25,11 +26,9 @@ from pathlib import Path
 from distributed.diagnostics.plugin import WorkerPlugin
 
 
-class Fault(WorkerPlugin):
-    def __init__(self, student: str, action: str, folder: str = "", expect: int = 2,
-                 wait: float = 60.0):
-        self.student, self.action = student, action
-        self.folder, self.expect, self.wait = folder, expect, wait
+class Faults(WorkerPlugin):
+    def __init__(self, faults: dict):
+        self.faults = faults
 
     def setup(self, worker):
         from grader import worker as grading
@@ -38,8 +37,9 @@ class Fault(WorkerPlugin):
         tried: set[str] = set()
 
         def grader_for(job):
-            if job.student == self.student:
-                self._meet(job, tried)
+            if job.student in self.faults:
+                action, options = self.faults[job.student]
+                _strike(action, job, tried, **options)
             return original(job)
 
         grader_for.__wrapped__ = original
@@ -50,20 +50,20 @@ class Fault(WorkerPlugin):
 
         grading.grader_for = getattr(grading.grader_for, "__wrapped__", grading.grader_for)
 
-    def _meet(self, job, tried: set) -> None:
-        if self.action == "die":
-            os.kill(os.getpid(), signal.SIGKILL)
-        if self.action == "fail" or self.action == "fail-first" and job.key not in tried:
-            tried.add(job.key)
-            raise RuntimeError(f"fault injected by the test into the grader ({job.key})")
-        if self.action == "mismatch":
-            job.settings["COURSE_SANDBOX"] = "other"  # this worker's course is not the same
-        if self.action == "meet":
-            folder = Path(self.folder)
-            (folder / f"{job.assignment}.started").touch()
-            deadline = time.monotonic() + self.wait
-            while (len(list(folder.glob("*.started"))) < self.expect
-                   and time.monotonic() < deadline):
-                time.sleep(0.05)
-            met = len(list(folder.glob("*.started"))) >= self.expect
-            (folder / f"{job.assignment}.{'met' if met else 'alone'}").touch()
+
+def _strike(action: str, job, tried: set, folder: str = "", expect: int = 2) -> None:
+    if action == "die":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if action == "fail" or action == "fail-first" and job.key not in tried:
+        tried.add(job.key)
+        raise RuntimeError(f"fault injected by the test into the grader ({job.key})")
+    if action == "mismatch":
+        job.settings["COURSE_SANDBOX"] = "other"  # this worker's course is not the same
+    if action == "meet":
+        started = Path(folder)
+        (started / f"{job.assignment}.started").touch()
+        deadline = time.monotonic() + 60
+        while len(list(started.glob("*.started"))) < expect and time.monotonic() < deadline:
+            time.sleep(0.05)
+        met = len(list(started.glob("*.started"))) >= expect
+        (started / f"{job.assignment}.{'met' if met else 'alone'}").touch()

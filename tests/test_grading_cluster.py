@@ -172,21 +172,21 @@ def cluster():
 
 
 @pytest.fixture
-def fault(cluster):
-    """Inject tests/cluster_faults.Fault plugins into the cluster's workers; they are
-    removed after the test."""
-    from cluster_faults import Fault
+def faults(cluster):
+    """Inject tests/cluster_faults.Faults ({student: (action, options)}) into the
+    cluster's workers; removed after the test."""
+    from cluster_faults import Faults
 
     _, client = cluster
-    names = []
+    injected = []
 
-    def inject(*args, **kw):
-        names.append(f"fault-{len(names)}")
-        client.register_plugin(Fault(*args, **kw), name=names[-1])
+    def inject(table: dict):
+        client.register_plugin(Faults(table), name="faults")
+        injected.append(table)
 
     yield inject
-    for name in names:
-        client.unregister_worker_plugin(name)
+    if injected:
+        client.unregister_worker_plugin("faults")
 
 
 def _cmdline(pid: int) -> str:
@@ -236,12 +236,12 @@ def test_a_worker_killed_mid_grading(cluster, classroom, reference, db_url, tmp_
 
 
 def test_a_poison_submission_ends_not_graded_and_the_rest_finishes(
-        cluster, classroom, reference, fault, tmp_path):
+        cluster, classroom, reference, faults, tmp_path):
     address, _ = cluster
     root = _copy(classroom, tmp_path / "course")
     poison = root / "grader" / "submitted" / "poison" / "00_demo"
     shutil.copytree(root / "grader" / "submitted" / "ada" / "00_demo", poison)
-    fault("poison", "die")
+    faults({"poison": ("die", {})})
     proc = run_grade(root, "--cluster", address)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     row = read_grades(root)[("poison", "00_demo")]
@@ -254,7 +254,7 @@ def test_a_poison_submission_ends_not_graded_and_the_rest_finishes(
 
 
 def test_two_assignments_of_a_student_graded_at_the_same_moment(
-        cluster, classroom, reference, fault, tmp_path):
+        cluster, classroom, reference, faults, tmp_path):
     """Each student's two assignments start together (a barrier in the workers), for
     every student with two: nothing fails, one student row, the reference grades."""
     address, _ = cluster
@@ -262,7 +262,8 @@ def test_two_assignments_of_a_student_graded_at_the_same_moment(
     pairs = ["ada", "bob"]
     for student in pairs:
         (tmp_path / student).mkdir()
-        fault(student, "meet", folder=str(tmp_path / student), expect=len(ASSIGNMENTS))
+    faults({s: ("meet", {"folder": str(tmp_path / s), "expect": len(ASSIGNMENTS)})
+            for s in pairs})
     proc = run_grade(root, "--cluster", address)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for student in pairs:
@@ -276,15 +277,13 @@ def test_two_assignments_of_a_student_graded_at_the_same_moment(
 
 
 def test_the_graders_own_failures_are_retried_never_graded(
-        cluster, classroom, reference, fault, tmp_path):
+        cluster, classroom, reference, faults, tmp_path):
     """ada's jobs fail every time (an exception in the grader), bob's fail once, the
     corrupt notebook's worker has another course: bob is graded as in the reference;
     ada and corrupt get no grade, no feedback and no digest, and the run says so."""
     address, _ = cluster
     root = _copy(classroom, tmp_path / "course")
-    fault("ada", "fail")
-    fault("bob", "fail-first")
-    fault("corrupt", "mismatch")
+    faults({"ada": ("fail", {}), "bob": ("fail-first", {}), "corrupt": ("mismatch", {})})
     proc = run_grade(root, "--cluster", address)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "3 submissions were not graded because of the grader's own failures" in proc.stderr
