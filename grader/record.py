@@ -11,7 +11,7 @@ coordinator (grader.pipeline) hands each result to ``apply``, which
 2. writes the three files, each atomically (a temporary file, then ``os.replace``) in
    folders the grader creates, never through a link: grader/feedback/<s>/<a>/<a>.html,
    grader/autograded/<s>/<a>/<a>.ipynb, grader/verdicts/<s>/<a>.json (a file the result
-   does not have is removed, so nothing stale is shown);
+   does not have is removed, with its submission's folder, so nothing stale is shown);
 3. updates the run state's entry of the submission (the caller saves the state file).
 
 Applying the same result twice leaves the same gradebook, files and state. Two workers
@@ -21,6 +21,8 @@ cannot race to create the student.
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 from pathlib import Path
 
 from . import inert
@@ -110,18 +112,24 @@ def write_gradebook(gb, result: dict) -> None:
 
 
 # ---------------------------------------------------------------------------- files
-def _folder(base: Path, parts: list[str]) -> int:
-    """An open descriptor of ``base/parts...``, each part created if missing (mode 0755)
-    and opened without following a link."""
+def _folder(base: Path, parts: list[str], create: bool = True) -> int | None:
+    """An open descriptor of ``base/parts...``, each part opened without following a
+    link and created (mode 0755) if missing; None if one is missing and not ``create``."""
     fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for part in parts:
-            try:
-                os.mkdir(part, 0o755, dir_fd=fd)
-            except FileExistsError:
-                pass
+            if create:
+                try:
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass
             try:
                 inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except FileNotFoundError:
+                if create:
+                    raise
+                os.close(fd)
+                return None
             except OSError as exc:
                 raise RecordError(f"{base.joinpath(*parts)}: {part} is not a folder of the "
                                   f"grader ({exc.strerror}); remove it and grade again") from None
@@ -133,17 +141,27 @@ def _folder(base: Path, parts: list[str]) -> int:
     return fd
 
 
-def write_file(base: Path, parts: list[str], name: str, data: bytes | None) -> None:
-    """``base/parts.../name`` holds ``data`` (replaced atomically), or is removed when
-    ``data`` is None; a link in its place is replaced, never followed."""
+def remove(base: Path, parts: list[str], name: str) -> None:
+    """Remove ``base/parts.../name`` (a file or a whole folder), never through a link."""
+    fd = _folder(base, parts, create=False)
+    if fd is None:
+        return
+    try:
+        if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+            shutil.rmtree(name, dir_fd=fd)
+        else:
+            os.unlink(name, dir_fd=fd)
+    except FileNotFoundError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_file(base: Path, parts: list[str], name: str, data: bytes) -> None:
+    """``base/parts.../name`` holds ``data``, replaced atomically; a link in its place
+    is replaced, never followed."""
     fd = _folder(base, parts)
     try:
-        if data is None:
-            try:
-                os.unlink(name, dir_fd=fd)
-            except FileNotFoundError:
-                pass
-            return
         tmp = f".{name}.tmp"
         try:
             os.unlink(tmp, dir_fd=fd)
@@ -159,14 +177,21 @@ def write_file(base: Path, parts: list[str], name: str, data: bytes | None) -> N
 
 
 def write_files(root: Path, result: dict) -> None:
-    """The feedback page, the autograded notebook and the verdict of a result."""
+    """The feedback page, the autograded notebook and the verdict of a result; one the
+    result does not have is removed (with its submission folder, for the first two)."""
     s, a, files = result["student"], result["assignment"], result["files"]
     grader = root / "grader"
     for folder, name in (("feedback", f"{a}.html"), ("autograded", f"{a}.ipynb")):
+        if files[folder] is None:
+            remove(grader, [folder, s], a)
+            continue
         write_file(grader, [folder, s, a], name, files[folder])
         # only the grader's file is served from these folders (see inert.keep_only_pages)
         inert.keep_only_pages(grader / folder / s / a, [name])
-    write_file(grader, ["verdicts", s], f"{a}.json", files["verdict"])
+    if files["verdict"] is None:
+        remove(grader, ["verdicts", s], f"{a}.json")
+    else:
+        write_file(grader, ["verdicts", s], f"{a}.json", files["verdict"])
 
 
 # ---------------------------------------------------------------------------- all

@@ -121,7 +121,7 @@ def test_a_failed_grading_clears_the_old_grade_and_stale_files(course, gb):
     assert all(g.auto_score is None and g.needs_manual_grade for nb in sub.notebooks
                for g in nb.grades)
     files = _files(course)
-    assert "grader/autograded/ada/00_demo/00_demo.ipynb" not in files
+    assert not (course / "grader/autograded/ada/00_demo").exists()
     assert "grader/verdicts/ada/00_demo.json" not in files
     assert sorted(p for p in files if "feedback" in p) == [
         "grader/feedback/ada/00_demo/00_demo.html"]
