@@ -7,13 +7,15 @@ one catalogued mistake, a third unmodified. Then, on the same submissions:
 
 1. sequential: `nbgrader autograde <a> --force` once per assignment (stock CLI, the
    course's config: verdict step and sandbox included), no feedback;
-2. parallel: `python -m grader grade --force` (workers = cores, includes feedback HTML,
-   grades.csv and the report), sandbox on;
-3. a re-run with nothing changed (incremental: only hashing and the report);
-4. the same as 2 with `--no-sandbox`: the sandbox's cost.
+2. parallel: `python -m grader grade --force` (the local process pool, cores + 1
+   workers; includes feedback HTML, grades.csv and the report), sandbox on;
+3. the same on a Dask LocalCluster of 2 workers (`--local-cluster 2`): the cluster's cost;
+4. a re-run with nothing changed (incremental: only hashing and the report);
+5. the same as 2 with `--no-sandbox`: the sandbox's cost.
 
-Prints wall times, time per notebook, the speed-up (target >= 1.8x on 2 cores) and the
-sandbox's cost as a ratio (target <= 15% on a quiet machine).
+Prints wall times, time per notebook, the speed-up (target >= 1.8x on 2 cores), the
+cluster's cost (target <= 10%) and the sandbox's cost (target <= 15% on a quiet machine)
+as ratios of runs made one after the other in this process.
 
     python bench/grade.py [--students 40] [--assignments 03_bptt ...] [--keep DIR]
 """
@@ -133,6 +135,11 @@ def main() -> None:
           "incl. feedback + report)")
     if seq:
         print(f"speed-up vs sequential        : {seq / par:7.2f}x  (target >= 1.8x on 2 cores)")
+    _reset(root)
+    dask = timed(grader_cmd + ["--local-cluster", "2"], REPO, env)
+    print(f"grade --local-cluster 2       : {dask:7.1f} s  ({dask / n:.2f} s/notebook)")
+    print(f"cluster cost (local cluster / local pool): {dask / par:5.2f}x  "
+          f"({100 * (dask / par - 1):+.1f} %; target <= +10 %)")
     rerun = timed(grader_cmd[:-1], REPO, env)  # same settings, nothing changed
     print(f"re-run, nothing changed       : {rerun:7.1f} s")
     _reset(root)

@@ -4,7 +4,11 @@ judge.py      the expected outputs (reference, float32 probe, catalogued mistake
               the comparison and tolerance model are course_lib.judging's
 cells.py      a notebook's test cells before and after it runs: cases in, records judged
 verdict.py    nbgrader preprocessors around Execute: PrepareCases, Verdict (cells.py)
-pipeline.py   `grade`: zip_collect, gradebook sync, parallel incremental autograde + feedback
+pipeline.py   `grade`: the coordinator: collect, gradebook sync, jobs out, results applied
+worker.py     one grading task, a pure function of its inputs (private gradebook and folders)
+record.py     the one writer of grades: gradebook rows, feedback/autograded/verdict files
+runners.py    where tasks run: the local process pool or a Dask cluster
+fingerprint.py  the hashes that decide what is graded again (submission, grading inputs)
 report.py     grader/grades.csv and grader/report/index.html
 selfcheck.py  `check`: a student's self-check of one notebook, on the grader's path
 release.py    `release`: exercises/ from solutions/ (nbgrader generate_assignment)

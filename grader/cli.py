@@ -9,6 +9,7 @@ USAGE = """examples:
   python -m grader check exercises/03_bptt/03_bptt.ipynb   # student self-check
   python -m grader grade                                   # grade grader/submitted/*
   python -m grader grade --zip downloads.zip               # collect an LMS zip first
+  python -m grader grade --cluster tcp://host:8786         # grade on a Dask cluster
   python -m grader release                                 # regenerate exercises/
   python -m grader written                                 # grade written answers by hand
   python -m grader export --format canvas                  # grades as Canvas imports them
@@ -32,7 +33,13 @@ def main(argv=None) -> int:
     g.add_argument("--roster", help="CSV mapping LMS ids or names to student ids "
                                     "(column student_id, and lms_id, name, email, ...)")
     g.add_argument("--assignment", help="grade only this assignment")
-    g.add_argument("-j", "--workers", type=int, help="worker processes (default: cores)")
+    g.add_argument("-j", "--workers", type=int,
+                   help="local worker processes (default: cores + 1)")
+    g.add_argument("--cluster", metavar="ADDRESS",
+                   help="grade on the Dask cluster whose scheduler is at ADDRESS "
+                        "(e.g. tcp://host:8786); its workers need the same course checkout")
+    g.add_argument("--local-cluster", type=int, metavar="N",
+                   help="grade on a Dask LocalCluster of N workers started for this run")
     g.add_argument("--no-sandbox", action="store_true",
                    help="run student code WITHOUT the sandbox, with your rights (trusted "
                    "submissions only; grades.csv and the report say so)")
@@ -89,7 +96,8 @@ def main(argv=None) -> int:
     try:
         s = pipeline.grade(args.root, workers=args.workers, zip_path=args.zip_path,
                            assignment=args.assignment, sandbox=not args.no_sandbox,
-                           progress=not args.quiet, force=args.force, roster=args.roster)
+                           progress=not args.quiet, force=args.force, roster=args.roster,
+                           cluster=args.cluster, local_cluster=args.local_cluster)
     except pipeline.GradingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -100,6 +108,12 @@ def main(argv=None) -> int:
     print("wrote grader/grades.csv, grader/feedback/, grader/report/index.html")
     if args.no_sandbox:
         print("WARNING: these submissions were graded WITHOUT the sandbox")
+    for line in s.errors:
+        print(f"  grader failure: {line}", file=sys.stderr)
+    if s.errors:
+        print(f"error: {len(s.errors)} submissions were not graded because of the grader's "
+              "own failures (above); they are graded again by the next run", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,30 +1,41 @@
 """``python -m grader grade``: autograde a whole class in parallel, incrementally.
 
+This process is the coordinator; workers only grade (grader.worker).
+
 1. (``--zip``) collect an LMS download into grader/submitted/ (``grader.intake``: Canvas,
    Moodle or the course's own naming; never overwrites an existing submission).
 2. Sync the gradebook with solutions/ (``generate_assignment`` into a throw-away
-   release folder, so the committed exercises/ is never touched) when a source changed.
+   release folder, so the committed exercises/ is never touched) when a source changed:
+   the gradebook's schema and assignments exist before any worker starts.
 3. Find grader/submitted/<student>/<assignment>/, check names, hash each submission.
 4. Grade what changed (new hash, or a new grading fingerprint: sources, registry,
-   course_lib, grader code, config) over N worker processes, each with one nbgrader
-   API object (its start-up cost is paid once): ``autograde`` then ``generate_feedback``
-   per submission; a tqdm bar counts notebooks.
+   course_lib, grader code, config; grader.fingerprint). Each submission becomes a job
+   (grader.worker.Job: the notebook's bytes, the student's manual marks, the
+   fingerprint) graded on a runner (grader.runners): N local worker processes (``-j``),
+   a Dask cluster (``--cluster ADDRESS``) or a LocalCluster (``--local-cluster N``). A
+   worker grades against a private copy of a template gradebook (the assignments, made
+   here when a source changed: grader/template.db) and sends back the grades and files;
+   this process alone applies each result (grader.record: one gradebook transaction per
+   submission, the feedback, autograded notebook and verdict files, the run state). A
+   tqdm bar counts notebooks.
+   A worker that dies on every try leaves the notebook "not graded" with the reason;
+   the grader's own failures are retried, then reported, never stored as a grade.
 5. Compare the answers for copied code (``grader.similarity``: flagged, never scored).
 6. Write grader/grades.csv and the report (grader/report/index.html) from the
    gradebook and the verdicts.
 
-The run state (hash per submission) is written after every finished submission, so
+The run state (hash per submission) is written after every applied result, so
 killing the grader and re-running it redoes only what had not finished; hidden cases
-come from fixed seeds, so the grades are the same as an uninterrupted run.
+come from fixed seeds, so the grades are the same as an uninterrupted run. A
+submission whose grading failed on the grader's side, or whose worker died, keeps no
+hash: the next run grades it again.
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
+import contextlib
+import functools
 import hashlib
-import html
-import importlib
 import json
-import multiprocessing
 import os
 import re
 import shutil
@@ -34,11 +45,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import gradebook, inert, nbapi, registry, scrub, staging
-from .sandbox.rundir import fresh_dir, make_run_root
+from . import gradebook, nbapi, record, registry, runners, staging, worker
+from .fingerprint import fingerprint, submission_digest
+from .sandbox.rundir import make_run_root
 
 STUDENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 STATE_FILE = "grading_state.json"
+TEMPLATE_FILE = "template.db"  # the workers' gradebook: the assignments, no student
 
 
 class GradingError(Exception):
@@ -59,79 +72,8 @@ class RunSummary:
     skipped: list = field(default_factory=list)
     failed: list = field(default_factory=list)
     problems: list = field(default_factory=list)
+    errors: list = field(default_factory=list)  # the grader's own failures (retried next run)
     seconds: float = 0.0
-
-
-# ---------------------------------------------------------------------------- hashing
-def _hash_tree(path: Path, h) -> None:
-    for root, dirs, files in os.walk(path, followlinks=False):
-        dirs.sort()
-        for name in sorted(files + [d for d in dirs if os.path.islink(os.path.join(root, d))]):
-            full = os.path.join(root, name)
-            rel = os.path.relpath(full, path)
-            h.update(rel.encode("utf-8", "surrogateescape") + b"\0")
-            if os.path.islink(full):
-                h.update(b"L" + os.readlink(full).encode("utf-8", "surrogateescape"))
-            elif os.path.isfile(full):
-                with open(full, "rb") as fh:
-                    for chunk in iter(lambda: fh.read(1 << 20), b""):
-                        h.update(chunk)
-            h.update(b"\0")
-
-
-def submission_digest(folder: Path) -> str:
-    h = hashlib.sha256()
-    _hash_tree(folder, h)
-    return h.hexdigest()
-
-
-def _module_files(name: str) -> list[Path]:
-    """Source files of a module or package, found without importing it."""
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
-        return []
-    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-        return []
-    f = Path(spec.origin)
-    return sorted(f.parent.rglob("*.py")) if f.name == "__init__.py" else [f]
-
-
-def fingerprint_files(root: Path, assignment: str) -> list[Path]:
-    """The files a grade or its feedback depends on besides the submission: grader code,
-    the registry, course_lib (the judge and its tolerance live in course_lib.judging).
-    The "Read:" pointers' headings and links are hashed by ``fingerprint``; the rest of
-    the book is not, so fixing a typo in a chapter regrades nobody."""
-    files = [root / "nbgrader_config.py", root / "solutions" / assignment / f"{assignment}.ipynb"]
-    files += sorted(Path(__file__).parent.glob("*.py"))
-    files += sorted((Path(__file__).parent / "sandbox").glob("*.py"))
-    files += _module_files(registry.module_name())
-    files += _module_files("course_lib")
-    return files
-
-
-def pointer_texts(assignment: str) -> list[str]:
-    """Every "Read:" pointer the assignment's feedback can show: heading text and link."""
-    return sorted({str(ex.section) for ex in registry.for_assignment(assignment).values()}
-                  | {str(m.section) for ex in registry.for_assignment(assignment).values()
-                     for m in ex.mistakes})
-
-
-def fingerprint(root: Path, assignment: str) -> str:
-    """Everything besides the submission that decides a grade or its feedback."""
-    from .judge import grading_salt
-
-    h = hashlib.sha256()
-    for f in fingerprint_files(root, assignment):
-        if f.is_file():
-            h.update(str(f.name).encode() + b"\0" + f.read_bytes() + b"\0")
-    for text in pointer_texts(assignment):
-        h.update(text.encode() + b"\0")
-    h.update(grading_salt(root).encode())
-    h.update(os.environ.get("COURSE_SANDBOX", "1").encode())
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------- state
@@ -165,13 +107,19 @@ def sync_gradebook(root: Path, assignments: list[str], state: dict) -> None:
     if not todo:
         todo = [(a, synced[a]) for a in assignments]
     with tempfile.TemporaryDirectory(prefix="bptt-release-") as tmp:
-        api = nbapi.make_api(root, {"CourseDirectory": {"release_directory": tmp}})
-        for a, digest in todo:
-            result = api.generate_assignment(a, force=True, create=True)
-            if not result.get("success"):
-                raise GradingError(f"could not load solutions/{a} into the gradebook:\n"
-                                   f"{(result.get('log', '') + result.get('error', ''))[-3000:]}")
-            synced[a] = digest
+        _generate(root, [a for a, _ in todo], {"release_directory": tmp})
+    synced.update(todo)
+
+
+def _generate(root: Path, assignments: list[str], course_dir: dict) -> None:
+    """``generate_assignment`` for each of ``assignments``, with the course folders
+    overridden by ``course_dir`` (a throw-away release folder, a gradebook)."""
+    api = nbapi.make_api(root, {"CourseDirectory": course_dir})
+    for a in assignments:
+        result = api.generate_assignment(a, force=True, create=True)
+        if not result.get("success"):
+            raise GradingError(f"could not load solutions/{a} into the gradebook:\n"
+                               f"{(result.get('log', '') + result.get('error', ''))[-3000:]}")
 
 
 def _db_url(root: Path) -> str:
@@ -218,120 +166,6 @@ def discover(root: Path, assignments: list[str]):
     return tasks, problems
 
 
-# ---------------------------------------------------------------------------- workers
-_API = None
-_ROOT = None
-_STAGED = None
-
-
-WORKER_MEMORY = 6 * 1024**3  # address space of a grading worker (nbgrader + one notebook)
-
-
-def worker_memory() -> int:
-    return int(os.environ.get("COURSE_WORKER_MEMORY") or WORKER_MEMORY)
-
-
-def _worker_init(root: str, env: dict) -> None:
-    global _API, _ROOT, _STAGED
-    import resource
-    import warnings
-
-    os.environ.update(env)
-    # a notebook that makes the worker grow (huge outputs, a flood of messages) costs
-    # that notebook (the worker dies, the submission is reported), not the machine
-    limit = worker_memory()
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    # nbgrader's SQLAlchemy use warns on every submission; its logs are captured
-    warnings.filterwarnings("ignore", module="nbgrader")
-    warnings.filterwarnings("ignore", message=".*not in session.*")
-    _ROOT = Path(root)
-    # nbgrader reads each submission from a staged copy that holds only its notebook
-    _STAGED = Path(fresh_dir("staged-"))
-    _API = nbapi.make_api(root, {"CourseDirectory": {"submitted_directory": str(_STAGED)}})
-
-
-def _notebook_problem(path: Path) -> str:
-    import nbformat
-
-    try:
-        with open(path, encoding="utf-8") as fh:
-            raw = json.load(fh)
-    except (ValueError, UnicodeDecodeError) as exc:
-        return f"{path.name} is not a valid notebook file (not JSON: {exc})"
-    if not isinstance(raw, dict) or "cells" not in raw and "worksheets" not in raw:
-        return f"{path.name} is not a Jupyter notebook"
-    major = raw.get("nbformat")
-    if major != 4:
-        return f"{path.name} has notebook format {major}; save it with Jupyter (format 4)"
-    try:
-        nbformat.validate(nbformat.reads(json.dumps(raw), as_version=4))
-    except Exception as exc:  # noqa: BLE001 - any validation error
-        return f"{path.name} is not a valid notebook ({str(exc).splitlines()[0][:200]})"
-    return ""
-
-
-def _failure_reason(log: str) -> str:
-    lines = [ln for ln in log.splitlines() if "ERROR" in ln or "Error" in ln]
-    for ln in lines:
-        if "DeadKernel" in ln or "Kernel died" in ln:
-            return "the notebook's kernel died while running (e.g. os._exit, a crash or too much memory)"
-        if "CellTimeoutError" in ln or "Timeout" in ln:
-            return "a cell ran longer than the time limit"
-    return (lines[-1][-300:] if lines else "nbgrader could not grade this notebook")
-
-
-def _write_failure_feedback(root: Path, student: str, assignment: str, reason: str) -> None:
-    folder = root / "grader" / "feedback" / student / assignment
-    folder.mkdir(parents=True, exist_ok=True)
-    reason = scrub.scrub_paths(reason, course_root=str(root))
-    body = (f"<h1>{html.escape(assignment)}: not graded</h1>"
-            f"<p>Student: {html.escape(student)}</p><p><strong>Your submission could not be "
-            f"graded:</strong> {html.escape(reason)}. Score: 0.</p><p>Fix this and submit "
-            f"again; check your notebook first with "
-            f"<code>python -m grader check {html.escape(assignment)}.ipynb</code>.</p>")
-    (folder / f"{assignment}.html").write_text(inert.page(f"{assignment}: feedback", body))
-
-
-def grade_one(student: str, assignment: str, note: str = "") -> dict:
-    """Autograde and write feedback for one submission (runs in a worker)."""
-    root = _ROOT
-    t0, started = time.perf_counter(), time.time()
-    verdict_json = root / "grader" / "verdicts" / student / f"{assignment}.json"
-    verdict_json.unlink(missing_ok=True)
-    nb = root / "grader" / "submitted" / student / assignment / f"{assignment}.ipynb"
-    problem = note or (_notebook_problem(nb) if nb.is_file() else "")
-    try:
-        ignored = staging.stage(root / "grader" / "submitted", _STAGED, student, assignment)
-    except staging.StagingError as exc:
-        problem = problem or f"{assignment}.ipynb: {exc}"
-        result = {"success": False}
-    else:
-        if ignored:
-            problem = "; ".join(filter(None, [problem, (
-                f"only {assignment}.ipynb is graded; ignored in the submission folder: "
-                + ", ".join(ignored[:10]) + (" ..." if len(ignored) > 10 else ""))]))
-        result = _API.autograde(assignment, student, force=True, create=True)
-    graded_nb = root / "grader" / "autograded" / student / assignment / f"{assignment}.ipynb"
-    # nbgrader decides whether it can grade a notebook (it converts old formats, restores
-    # deleted test cells); the problem we saw is kept as a note either way
-    ok = bool(result.get("success")) and graded_nb.is_file()
-    status, reason = "graded", problem
-    if ok:
-        fb = _API.generate_feedback(assignment, student, force=True)
-        if not fb.get("success"):
-            status, reason = "feedback failed", _failure_reason(fb.get("log", ""))
-        else:  # only the feedback page is served to the student, nothing their code wrote
-            inert.keep_only_pages(root / "grader" / "feedback" / student / assignment,
-                                  [f"{assignment}.html"])
-    else:
-        status = "not graded"
-        reason = problem or _failure_reason(result.get("log", "") + result.get("error", ""))
-        _write_failure_feedback(root, student, assignment, reason)
-    return {"student": student, "assignment": assignment, "status": status, "reason": reason,
-            "seconds": time.perf_counter() - t0, "ran": [started, time.time()],
-            "sandboxed": os.environ.get("COURSE_SANDBOX") != "0"}
-
-
 # ---------------------------------------------------------------------------- run
 def default_workers() -> int:
     """Cores + 1 worker processes (COURSE_GRADE_WORKERS overrides): a worker spends
@@ -346,14 +180,35 @@ def default_workers() -> int:
     return max(1, cores) + 1
 
 
+def pick_runner(workers: int | None = None, cluster: str | None = None,
+                local_cluster: int | None = None):
+    """The runner of a run (grader.runners): the Dask cluster at ``cluster``, a
+    LocalCluster of ``local_cluster`` workers, or else ``workers`` local processes."""
+    if cluster and local_cluster:
+        raise GradingError("--cluster ADDRESS grades on an existing cluster and "
+                           "--local-cluster N starts one: give one of them")
+    if not (cluster or local_cluster):
+        return functools.partial(runners.local_pool, n_workers=workers or default_workers())
+    try:
+        import distributed  # noqa: F401 - only to say what is missing
+    except ImportError:
+        raise GradingError("grading on a cluster needs Dask: pip install "
+                           "'dask[distributed]' (part of the course's grade extra)") from None
+    return functools.partial(runners.dask_cluster, address=cluster, local_workers=local_cluster)
+
+
 def grade(root: Path | str | None = None, workers: int | None = None, zip_path=None,
           assignment: str | None = None, sandbox: bool = True, progress: bool = True,
-          force: bool = False, roster=None, log=print) -> RunSummary:
+          force: bool = False, roster=None, log=print, cluster: str | None = None,
+          local_cluster: int | None = None) -> RunSummary:
     """Grade the class (see the module doc); ``zip_path`` (an LMS download) is collected
     first, its students mapped through ``roster`` (a CSV path, see grader.intake.Roster)
-    if given. The gradebook keeps a copy that comes back if the run fails or damages it
+    if given. The notebooks are graded by ``workers`` local processes, or on the Dask
+    cluster at ``cluster``, or on a LocalCluster of ``local_cluster`` workers. The
+    gradebook keeps a copy that comes back if the run fails or damages it
     (grader/gradebook.py)."""
     root = Path(root or nbapi.REPO_ROOT).resolve()
+    runner = pick_runner(workers, cluster, local_cluster)
     t0 = time.perf_counter()
     nbapi.prepare_environment()
     if sandbox:
@@ -377,12 +232,12 @@ def grade(root: Path | str | None = None, workers: int | None = None, zip_path=N
     os.environ["COURSE_RUN_DIR"] = make_run_root()
     try:
         with gradebook.protected(root, root / "grader" / STATE_FILE, log=log):
-            return _grade(root, t0, workers, zip_path, assignment, progress, force, roster, log)
+            return _grade(root, t0, runner, zip_path, assignment, progress, force, roster, log)
     finally:
         shutil.rmtree(os.environ.pop("COURSE_RUN_DIR"), ignore_errors=True)
 
 
-def _grade(root, t0, workers, zip_path, assignment, progress, force, roster, log) -> RunSummary:
+def _grade(root, t0, runner, zip_path, assignment, progress, force, roster, log) -> RunSummary:
     assignments = nbapi.source_assignments(root)
     if not assignments:
         raise GradingError(f"no source notebooks in {root / 'solutions'}")
@@ -416,8 +271,7 @@ def _grade(root, t0, workers, zip_path, assignment, progress, force, roster, log
             todo.append(t)
     log(f"{len(tasks)} submissions: {len(todo)} to grade, {len(summary.skipped)} unchanged")
     if todo:
-        _run_parallel(root, todo, workers or default_workers(), state, state_path, fps,
-                      summary, progress)
+        _run_tasks(root, todo, runner, state, state_path, fps, summary, progress)
     from . import report, similarity
 
     present = {(t.student, t.assignment) for t in tasks}
@@ -439,50 +293,85 @@ def _collect_zip(root, zip_path, assignments, roster, assignment, log) -> None:
                            f"({result.files} files, reasons above)")
 
 
-def _run_parallel(root, todo, n_workers, state, state_path, fps, summary, progress):
+def template_gradebook(root: Path, state: dict) -> worker.Template:
+    """A gradebook holding every assignment and no student, for the workers to copy.
+    It is made (``generate_assignment``) when a source or the configuration changed
+    since the last one: kept as grader/template.db, its key in the run state."""
+    key = hashlib.sha256(json.dumps(state["_sources"], sort_keys=True).encode()
+                         + (root / "nbgrader_config.py").read_bytes()).hexdigest()
+    path = root / "grader" / TEMPLATE_FILE
+    if state.get("_template") != key or gradebook.problem(path):
+        with tempfile.TemporaryDirectory(prefix=".template-", dir=path.parent) as tmp:
+            db = Path(tmp) / "gradebook.db"
+            _generate(root, sorted(state["_sources"]), {
+                "release_directory": str(Path(tmp) / "release"), "db_url": f"sqlite:///{db}"})
+            os.replace(db, path)
+        state["_template"] = key
+    data = path.read_bytes()
+    return worker.Template(hashlib.sha256(data).hexdigest(), data)
+
+
+def make_job(root: Path, gb, task: Task, fingerprint_: str) -> worker.Job:
+    """What a worker needs to grade ``task``: the submission as read here (never a path),
+    the student's manual marks, this run's fingerprint and settings."""
+    sub, problem = None, task.note
+    if not problem:
+        try:
+            sub = staging.read(root / "grader" / "submitted", task.student, task.assignment)
+        except staging.StagingError as exc:
+            problem = f"{task.assignment}.ipynb: {exc}"
+    return worker.Job(task.student, task.assignment, task.digest, fingerprint_, str(root), sub,
+                      problem, record.manual_marks(gb, task.assignment, task.student),
+                      worker.settings())
+
+
+def _lost(root: Path, job: worker.Job, why: Exception) -> dict:
+    """The "not graded" result of a notebook whose worker died on every try."""
+    reason = (f"{why} (e.g. the notebook made it go over its memory budget of "
+              f"{worker.worker_memory() >> 20} MiB)")
+    return {"student": job.student, "assignment": job.assignment, "digest": job.digest,
+            "fingerprint": job.fingerprint, "status": "not graded", "reason": reason,
+            "seconds": 0.0, "sandboxed": os.environ.get("COURSE_SANDBOX") != "0",
+            "timestamp": None, "notebooks": None,
+            "files": {"feedback": worker.failure_page(root, job.student, job.assignment, reason),
+                      "autograded": None, "verdict": None}}
+
+
+def _run_tasks(root, todo, runner, state, state_path, fps, summary, progress):
+    """Send the jobs to ``runner`` and apply what comes back, here, one submission at a
+    time: this process is the only writer of the gradebook and the course folders."""
+    from nbgrader.api import Gradebook
     from tqdm import tqdm
 
-    env = {k: v for k, v in os.environ.items()
-           if k.startswith(("COURSE_", "PATH", "PYTHON", "MPL", "BPTT_"))}
     subs = state["submissions"]
-    pending = list(todo)
-    attempts: dict[str, int] = {}
-    bar = tqdm(total=len(todo), desc="grading", unit="nb", disable=not progress,
-               file=sys.stderr)
-    ctx = multiprocessing.get_context("spawn")
-    while pending:
-        n = min(n_workers, len(pending))
-        with cf.ProcessPoolExecutor(n, mp_context=ctx, initializer=_worker_init,
-                                    initargs=(str(root), env)) as pool:
-            futures = {pool.submit(grade_one, t.student, t.assignment, t.note): t
-                       for t in pending}
-            pending = []
-            for fut in cf.as_completed(futures):
-                t = futures[fut]
-                key = f"{t.student}/{t.assignment}"
-                try:
-                    res = fut.result()
-                except Exception as exc:  # noqa: BLE001 - a worker died: retry once
-                    attempts[key] = attempts.get(key, 0) + 1
-                    if attempts[key] < 2:
-                        pending.append(t)
-                        continue
-                    res = {"status": "not graded", "seconds": 0.0,
-                           "sandboxed": os.environ.get("COURSE_SANDBOX") != "0",
-                           "reason": f"the grader's worker crashed ({type(exc).__name__}; "
-                           f"e.g. over its memory budget of {worker_memory() >> 20} MiB)"}
-                    _write_failure_feedback(root, t.student, t.assignment, res["reason"])
-                # a crashed worker is the grader's failure, not the submission's: no
-                # digest, so the next run tries again
-                crashed = "worker crashed" in res.get("reason", "")
-                subs[key] = {"digest": None if crashed else t.digest,
-                             "fingerprint": fps[t.assignment], "status": res["status"],
-                             "reason": res["reason"], "seconds": round(res["seconds"], 2),
-                             # when the worker started and finished it (Unix time): how
-                             # the workers' turns interleaved
-                             "ran": [round(s, 3) for s in res.get("ran", ())],
-                             "sandboxed": res["sandboxed"]}
-                _save_state(state_path, state)
-                (summary.graded if res["status"] == "graded" else summary.failed).append(key)
+    template = template_gradebook(root, state)
+    with Gradebook(_db_url(root)) as gb:
+        jobs = [make_job(root, gb, t, fps[t.assignment]) for t in todo]
+        applied: set[str] = set()
+        with tqdm(total=len(jobs), desc="grading", unit="nb", disable=not progress,
+                  file=sys.stderr) as bar, contextlib.closing(runner(jobs, template)) as outcomes:
+            for job, outcome in outcomes:
+                if job.key in applied:  # a task that ran twice: its first result counts
+                    continue
+                applied.add(job.key)
                 bar.update(1)
-    bar.close()
+                if isinstance(outcome, runners.WorkerLost):
+                    # the grader lost its worker: reported, and no digest, so the next
+                    # run tries again
+                    outcome = _lost(root, job, outcome)
+                    record.apply(root, gb, outcome, state, retry=True)
+                elif isinstance(outcome, Exception):
+                    # the grader's own failure is never the student's grade: nothing is
+                    # written but the run state's note (no digest: the next run retries)
+                    reason = f"grader failure, not the submission's: {type(outcome).__name__}: {outcome}"
+                    subs[job.key] = {**subs.get(job.key, {}), "digest": None,
+                                     "fingerprint": job.fingerprint,
+                                     "status": "grader failure", "reason": reason}
+                    summary.errors.append(f"{job.key}: {reason}")
+                    _save_state(state_path, state)
+                    continue
+                else:
+                    record.apply(root, gb, outcome, state)
+                _save_state(state_path, state)
+                (summary.graded if outcome["status"] == "graded" else summary.failed).append(
+                    job.key)

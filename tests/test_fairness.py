@@ -113,9 +113,9 @@ def test_a_real_student_style_float32_answer_gets_full_marks_through_the_judge()
 def test_the_regrade_fingerprint_covers_the_judge_and_the_pointers(monkeypatch, tmp_path):
     """Changing the tolerance, the diagnosis, the registry, a pointed-to heading or the
     book's address regrades; editing the book's text elsewhere does not."""
-    from grader import pipeline
+    from grader import fingerprint as fp
 
-    files = {p.resolve() for p in pipeline.fingerprint_files(REPO, "03_bptt")}
+    files = {p.resolve() for p in fp.fingerprint_files(REPO, "03_bptt")}
     for rel in ("course_lib/judging.py", "course_lib/checks.py", "grader/judge.py",
                 "grader/cells.py", "grader/exercises/__init__.py",
                 "grader/exercises/a03_bptt.py"):
@@ -123,10 +123,10 @@ def test_the_regrade_fingerprint_covers_the_judge_and_the_pointers(monkeypatch, 
     assert not any(p.suffix == ".md" for p in files)
     root = tmp_path / "course"
     (root / "grader").mkdir(parents=True)
-    before = pipeline.fingerprint(root, "03_bptt")
-    assert pipeline.fingerprint(root, "03_bptt") == before
+    before = fp.fingerprint(root, "03_bptt")
+    assert fp.fingerprint(root, "03_bptt") == before
     monkeypatch.setattr(reg, "heading", lambda page, label: f"renamed {label}")
-    renamed = pipeline.fingerprint(root, "03_bptt")
+    renamed = fp.fingerprint(root, "03_bptt")
     assert renamed != before
     monkeypatch.setattr(reg, "course_url", lambda: "https://example.org/book")
-    assert pipeline.fingerprint(root, "03_bptt") not in (before, renamed)
+    assert fp.fingerprint(root, "03_bptt") not in (before, renamed)

@@ -1,0 +1,303 @@
+"""Grading on a Dask cluster, with one writer: the real grader, real kernels, real Dask.
+
+A small class (two assignments per student, one corrupt notebook) is graded once on the
+local process pool: the reference. Then:
+
+* ``--local-cluster 2`` gives the same grades.csv, feedback pages and report numbers
+  (SQLite and PostgreSQL gradebooks);
+* on a cluster the test starts (``--cluster ADDRESS``; allowed-failures 1), a worker
+  killed with SIGKILL while a notebook runs: every submission is graded exactly once
+  with the reference grades, and no process of the killed worker's sandbox survives;
+* a poison submission whose worker dies every time ends "not graded" (KilledWorker),
+  the rest of the class is graded;
+* the two assignments of each student graded at the same moment never fail;
+* the grader's own failures (an exception, a worker whose course differs) are retried
+  and never recorded as the student's grade.
+
+The faults are injected into the workers by tests/cluster_faults.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from helpers import DEMO, DEMO_ENV, REPO, demo_registry, grader_env, read_grades, run_grade
+
+ASSIGNMENTS = ["00_demo", "01_backprop"]
+FULL = {"00_demo": 3, "01_backprop": 7}  # autograded points of a perfect notebook
+OUTPUTS = ("gradebook.db", "grading_state.json", "feedback", "autograded", "verdicts",
+           "report", "grades.csv", "backup", "similarity.json")
+
+
+@pytest.fixture(scope="module")
+def classroom(tmp_path_factory) -> Path:
+    """A course root with ada (both assignments solved), bob (a mistake in 00_demo, an
+    unmodified 01_backprop) and a corrupt 00_demo notebook; nothing graded yet."""
+    from grader import release, synthetic
+
+    registry = demo_registry()
+
+    root = tmp_path_factory.mktemp("class")
+    shutil.copy(REPO / "nbgrader_config.py", root)
+    for a in ASSIGNMENTS:
+        shutil.copytree((DEMO if a == "00_demo" else REPO) / "solutions" / a,
+                        root / "solutions" / a)
+    with pytest.MonkeyPatch.context() as mp:  # the demo registry for this set-up only
+        mp.setenv("COURSE_EXERCISES_MODULE", "demo_registry")
+        mp.syspath_prepend(str(DEMO))
+        release.release(root, assignments=ASSIGNMENTS, log=lambda *_: None)
+    for a in ASSIGNMENTS:
+        solved = synthetic.solved(root / "solutions" / a / f"{a}.ipynb",
+                                  root / "exercises" / a / f"{a}.ipynb")
+        synthetic.write_submission(root, "ada", a, solved)
+        blank = nbformat.read(root / "exercises" / a / f"{a}.ipynb", as_version=4)
+        if a == "00_demo":
+            key, source = next((k, s) for k, s in registry.MISTAKE_SOURCES.items()
+                               if k[0] == a)
+            blank = synthetic.with_cell_replaced(solved, synthetic.mistake_fn_name(key, source),
+                                                 source)
+        synthetic.write_submission(root, "bob", a, blank)
+    corrupt = root / "grader" / "submitted" / "corrupt" / "00_demo"
+    corrupt.mkdir(parents=True)
+    (corrupt / "00_demo.ipynb").write_text('{"cells": [')
+    return root
+
+
+def _copy(classroom: Path, dest: Path) -> Path:
+    """A fresh, ungraded copy of the class."""
+    shutil.copytree(classroom, dest, ignore=shutil.ignore_patterns(*OUTPUTS))
+    return dest
+
+
+def _env(db_url: str | None = None) -> dict:
+    extra = {"COURSE_DB_URL": db_url} if db_url else {}
+    return grader_env(DEMO, registry="demo_registry", **extra)
+
+
+@pytest.fixture(scope="module")
+def reference(classroom, tmp_path_factory) -> Path:
+    """The class graded on the local process pool with a SQLite gradebook."""
+    root = _copy(classroom, tmp_path_factory.mktemp("reference") / "course")
+    proc = run_grade(root, "-j", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    grades = read_grades(root)
+    assert {k: float(r["auto_score"]) for k, r in grades.items()} == {
+        ("ada", "00_demo"): 3, ("ada", "01_backprop"): 7, ("bob", "00_demo"): 1,
+        ("bob", "01_backprop"): 0, ("corrupt", "00_demo"): 0}
+    assert grades[("corrupt", "00_demo")]["status"] == "not graded"
+    return root
+
+
+def _pages(root: Path) -> dict:
+    """Every feedback page of the class: {relative path: bytes}."""
+    folder = root / "grader" / "feedback"
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def _same_as_reference(root: Path, reference: Path, keys=None) -> None:
+    """grades.csv rows and feedback pages of ``keys`` are those of the reference run;
+    with no ``keys``, of the whole class, and so are the report's numbers."""
+    want, got = read_grades(reference), read_grades(root)
+    whole = keys is None
+    keys = set(want) if whole else keys
+    assert {k: got.get(k) for k in keys} == {k: want[k] for k in keys}
+    pages = {p: b for p, b in _pages(reference).items() if tuple(p.split("/")[:2]) in keys}
+    assert {p: _pages(root).get(p) for p in pages} == pages
+    if whole:
+        assert set(got) == set(want)
+        data = [json.loads((r / "grader" / "report" / "data.json").read_text())
+                for r in (root, reference)]
+        assert data[0] == data[1]
+
+
+def _submission_rows(root: Path, db_url: str | None) -> list:
+    """(student, assignment) of every submission row of the course gradebook."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(db_url or f"sqlite:///{root / 'grader' / 'gradebook.db'}") as gb:
+        return sorted((s.student.id, s.assignment.name) for a in gb.assignments
+                      for s in a.submissions)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request):
+    """None (the course's SQLite gradebook) or a new empty PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("postgresql_url")()
+
+
+def test_local_cluster_grades_like_the_local_pool(classroom, reference, db_url, tmp_path):
+    root = _copy(classroom, tmp_path / "course")
+    proc = run_grade(root, "--local-cluster", "2", env=_env(db_url))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    _same_as_reference(root, reference)
+    assert _submission_rows(root, db_url) == sorted(read_grades(reference))
+
+
+# ---------------------------------------------------------------------------- a cluster
+@pytest.fixture(scope="module")
+def cluster():
+    """(address, client) of a LocalCluster of two grading workers, started here; a task
+    whose worker dies is tried on two workers, then ends with KilledWorker."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    # the workers are spawned from this process: they get its environment and its
+    # sys.path (the demo registry, and tests/ for the faults)
+    demo = {k: DEMO_ENV[k] for k in ("PATH", "PYTHONPATH", "COURSE_EXERCISES_MODULE")}
+    saved = {k: os.environ.get(k) for k in demo}, list(sys.path)
+    os.environ.update(demo)
+    sys.path[:0] = [str(REPO / "tests"), str(DEMO), str(REPO)]
+    try:
+        with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
+                LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                             resources={"grading": 1}, dashboard_address=None) as lc, \
+                Client(lc) as client:
+            yield lc.scheduler_address, client
+    finally:
+        sys.path[:] = saved[1]
+        for k, v in saved[0].items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture
+def faults(cluster):
+    """Inject tests/cluster_faults.Faults ({student: (action, options)}) into the
+    cluster's workers; removed after the test."""
+    from cluster_faults import Faults
+
+    _, client = cluster
+    injected = []
+
+    def inject(table: dict):
+        client.register_plugin(Faults(table), name="faults")
+        injected.append(table)
+
+    yield inject
+    if injected:
+        client.unregister_worker_plugin("faults")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _alive(pids) -> set:
+    from grader.sandbox.kernel import _procs
+
+    return set(pids) & set(_procs())
+
+
+def test_a_worker_killed_mid_grading(cluster, classroom, reference, db_url, tmp_path):
+    """SIGKILL a worker while its notebook's kernel runs: its task is graded again on
+    another worker, every submission once, with the reference grades; no process of the
+    killed worker's sandbox (bwrap, the kernel) survives it."""
+    from grader.sandbox.kernel import descendants
+
+    address, client = cluster
+    root = _copy(classroom, tmp_path / "course")
+    proc = subprocess.Popen([sys.executable, "-m", "grader", "grade", "--root", str(root),
+                             "-q", "--cluster", address], cwd=REPO, env=_env(db_url),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    victim, sandbox = None, set()
+    deadline = time.monotonic() + 600
+    while victim is None and proc.poll() is None and time.monotonic() < deadline:
+        for pid in client.run(os.getpid).values():
+            tree = descendants(pid)
+            if any(_cmdline(p).startswith("bwrap") for p in tree):
+                victim, sandbox = pid, tree
+                break
+        time.sleep(0.2)
+    assert victim, "no worker was seen running a kernel"
+    os.kill(victim, signal.SIGKILL)
+    out, err = proc.communicate(timeout=1200)
+    assert proc.returncode == 0, out + err
+    time.sleep(1)  # the kernel's sandbox dies with its worker, not later
+    assert not _alive(sandbox), [_cmdline(p) for p in _alive(sandbox)]
+    assert victim not in client.run(os.getpid).values()
+    _same_as_reference(root, reference)
+    assert _submission_rows(root, db_url) == sorted(read_grades(reference))
+    state = json.loads((root / "grader" / "grading_state.json").read_text())["submissions"]
+    assert sorted(state) == sorted(f"{s}/{a}" for s, a in read_grades(reference))
+
+
+def test_a_poison_submission_ends_not_graded_and_the_rest_finishes(
+        cluster, classroom, reference, faults, tmp_path):
+    address, _ = cluster
+    root = _copy(classroom, tmp_path / "course")
+    poison = root / "grader" / "submitted" / "poison" / "00_demo"
+    shutil.copytree(root / "grader" / "submitted" / "ada" / "00_demo", poison)
+    faults({"poison": ("die", {})})
+    proc = run_grade(root, "--cluster", address)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    row = read_grades(root)[("poison", "00_demo")]
+    assert row["status"] == "not graded" and "KilledWorker" in row["note"], row
+    page = (root / "grader" / "feedback" / "poison" / "00_demo" / "00_demo.html").read_text()
+    assert "not graded" in page and "KilledWorker" in page
+    state = json.loads((root / "grader" / "grading_state.json").read_text())["submissions"]
+    assert state["poison/00_demo"]["digest"] is None  # the next run tries it again
+    _same_as_reference(root, reference, keys=set(read_grades(reference)))
+
+
+def test_two_assignments_of_a_student_graded_at_the_same_moment(
+        cluster, classroom, reference, faults, tmp_path):
+    """Each student's two assignments start together (a barrier in the workers), for
+    every student with two: nothing fails, one student row, the reference grades."""
+    address, _ = cluster
+    root = _copy(classroom, tmp_path / "course")
+    pairs = ["ada", "bob"]
+    for student in pairs:
+        (tmp_path / student).mkdir()
+    faults({s: ("meet", {"folder": str(tmp_path / s), "expect": len(ASSIGNMENTS)})
+            for s in pairs})
+    proc = run_grade(root, "--cluster", address)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for student in pairs:
+        met = sorted(p.name for p in (tmp_path / student).glob("*.met"))
+        assert met == [f"{a}.met" for a in ASSIGNMENTS], (student, met)
+    _same_as_reference(root, reference)
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'grader' / 'gradebook.db'}") as gb:
+        assert sorted(s.id for s in gb.students) == ["ada", "bob", "corrupt"]
+
+
+def test_the_graders_own_failures_are_retried_never_graded(
+        cluster, classroom, reference, faults, tmp_path):
+    """ada's jobs fail every time (an exception in the grader), bob's fail once, the
+    corrupt notebook's worker has another course: bob is graded as in the reference;
+    ada and corrupt get no grade, no feedback and no digest, and the run says so."""
+    address, _ = cluster
+    root = _copy(classroom, tmp_path / "course")
+    faults({"ada": ("fail", {}), "bob": ("fail-first", {}), "corrupt": ("mismatch", {})})
+    proc = run_grade(root, "--cluster", address)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "3 submissions were not graded because of the grader's own failures" in proc.stderr
+    _same_as_reference(root, reference, keys={("bob", a) for a in ASSIGNMENTS})
+    state = json.loads((root / "grader" / "grading_state.json").read_text())["submissions"]
+    for key in ("ada/00_demo", "ada/01_backprop", "corrupt/00_demo"):
+        assert state[key]["status"] == "grader failure" and state[key]["digest"] is None, key
+        assert not (root / "grader" / "feedback" / key).exists(), key
+    assert "fault injected by the test" in state["ada/00_demo"]["reason"]
+    assert "differs from the coordinator's" in state["corrupt/00_demo"]["reason"]
+    assert _submission_rows(root, None) == [("bob", a) for a in ASSIGNMENTS]
+    grades = read_grades(root)
+    assert grades[("ada", "00_demo")]["status"] == "grader failure"
+    assert float(grades[("ada", "00_demo")]["score"]) == 0
