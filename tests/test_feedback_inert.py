@@ -149,7 +149,7 @@ def raw_markdown(nb, beacon):
                      + f"\n[a link](javascript:{js(b, 'md-link')})\n"
                      + "\n[a data link](data:text/html;base64,"
                      + base64.b64encode(html_payloads(b, 'md-data-link').encode()).decode() + ")\n"
-                     + f"\n![data page](data:text/html;base64,"
+                     + "\n![data page](data:text/html;base64,"
                      + base64.b64encode(svg_payload(b, 'md-data').encode()).decode() + ")\n"
                      + "\n![attached](attachment:evil.svg)\n")
     answer["attachments"] = {"evil.svg": {
