@@ -9,7 +9,8 @@ one catalogued mistake, a third unmodified. Then, on the same submissions:
    course's config: verdict step and sandbox included), no feedback;
 2. parallel: `python -m grader grade --force` (the local process pool, cores + 1
    workers; includes feedback HTML, grades.csv and the report), sandbox on;
-3. the same on a Dask LocalCluster of 2 workers (`--local-cluster 2`): the cluster's cost;
+3. the local pool with 2 workers (`-j 2`) and a Dask LocalCluster of 2 workers
+   (`--local-cluster 2`): the cluster's cost, with as many workers on both sides;
 4. a re-run with nothing changed (incremental: only hashing and the report);
 5. the same as 2 with `--no-sandbox`: the sandbox's cost.
 
@@ -135,11 +136,16 @@ def main() -> None:
           "incl. feedback + report)")
     if seq:
         print(f"speed-up vs sequential        : {seq / par:7.2f}x  (target >= 1.8x on 2 cores)")
+    # the cluster's cost against the pool with as many workers (the default pool has one
+    # more worker than cores)
+    _reset(root)
+    pool2 = timed(grader_cmd + ["-j", "2"], REPO, env)
+    print(f"grade -j 2 (local pool)       : {pool2:7.1f} s  ({pool2 / n:.2f} s/notebook)")
     _reset(root)
     dask = timed(grader_cmd + ["--local-cluster", "2"], REPO, env)
     print(f"grade --local-cluster 2       : {dask:7.1f} s  ({dask / n:.2f} s/notebook)")
-    print(f"cluster cost (local cluster / local pool): {dask / par:5.2f}x  "
-          f"({100 * (dask / par - 1):+.1f} %; target <= +10 %)")
+    print(f"cluster cost (local cluster 2 / local pool -j 2): {dask / pool2:5.2f}x  "
+          f"({100 * (dask / pool2 - 1):+.1f} %; target <= +10 %)")
     rerun = timed(grader_cmd[:-1], REPO, env)  # same settings, nothing changed
     print(f"re-run, nothing changed       : {rerun:7.1f} s")
     _reset(root)

@@ -47,6 +47,7 @@ OUTPUT = {"grader/autograded", "grader/feedback", "grader/verdicts", "grader/rep
 
 OUTPUT |= {"grader/similarity.json", "grader/similarity.tmp",  # the grader's flags,
            "grader/intake.json", "grader/intake.tmp", "grader/export"}  # LMS in and out
+OUTPUT |= {"grader/template.db", "grader/template.db-journal"}  # the workers' blank gradebook
 
 
 def tree_digest(root: Path, skip=()) -> dict[str, str]:

@@ -12,7 +12,8 @@ Five steps, each a function below:
    one process per core, and go into the cache; Sphinx then takes their outputs from
    it (it would run them one after the other). Each chapter's wall time and CPU time (its
    kernel's) are written to _build/chapter_runs.json: this build's record. A chapter that
-   fails here is left to the build, which runs it again and reports the error.
+   fails beside another runs again alone (its error printed); one that fails alone too is
+   left to the build, which runs it again and reports the error.
 4. `run_jupyter_book`: `jupyter-book build SOURCE -W -n --keep-going`. Any Sphinx warning
    or nitpicky missing reference fails the build (all of them are listed first), and so
    does any cell error (`raise_on_error` in _config.yml).
@@ -217,19 +218,26 @@ def execute_stale_chapters(source: Path, build_dir: Path, jobs: int | None = Non
         jobs = min(len(stale), jobs or os.cpu_count() or 1)
         if echo:
             print(f"Running {len(stale)} chapter(s), {jobs} at a time", flush=True)
+        timeout = config.get("timeout", 30)
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            done = pool.map(execute_chapter, stale, [config.get("timeout", 30)] * len(stale))
-            for path, notebook, wall, cpu, error in done:
-                name = path.relative_to(source).as_posix()
-                if error is not None:
-                    print(f"  {name} failed (the build runs it again and shows why)", flush=True)
-                    continue
-                cache.cache_notebook_bundle(
-                    CacheBundleIn(notebook, str(path), data={"execution_seconds": wall}),
-                    check_validity=False, overwrite=True)
-                runs[name] = {"wall_seconds": round(wall, 2), "cpu_seconds": round(cpu, 2)}
-                if echo:
-                    print(f"  {name}: {wall:.1f} s ({cpu:.1f} s of CPU)", flush=True)
+            done = list(pool.map(execute_chapter, stale, [timeout] * len(stale)))
+        failed = [path for path, *_, error in done if error is not None]
+        for path, *_, error in done:
+            if error is not None:
+                print(f"  {path.relative_to(source).as_posix()} failed beside another chapter, "
+                      f"runs again alone: {error.strip().splitlines()[-1][:300]}", flush=True)
+        # a chapter that fails alone too is left to the build, which shows the error
+        done += [execute_chapter(path, timeout) for path in failed]
+        for path, notebook, wall, cpu, error in done:
+            if error is not None:
+                continue
+            name = path.relative_to(source).as_posix()
+            cache.cache_notebook_bundle(
+                CacheBundleIn(notebook, str(path), data={"execution_seconds": wall}),
+                check_validity=False, overwrite=True)
+            runs[name] = {"wall_seconds": round(wall, 2), "cpu_seconds": round(cpu, 2)}
+            if echo:
+                print(f"  {name}: {wall:.1f} s ({cpu:.1f} s of CPU)", flush=True)
     (build_dir / CHAPTER_RUNS).write_text(json.dumps(runs, indent=1))
     return runs
 
