@@ -7,8 +7,8 @@ one catalogued mistake, a third unmodified. Then, on the same submissions:
 
 1. sequential: `nbgrader autograde <a> --force` once per assignment (stock CLI, the
    course's config: verdict step and sandbox included), no feedback;
-2. parallel: `python -m grader grade --force` (the local process pool, cores + 1
-   workers; includes feedback HTML, grades.csv and the report), sandbox on;
+2. parallel: `python -m grader grade --force` (the local process pool, one worker
+   per core; includes feedback HTML, grades.csv and the report), sandbox on;
 3. the local pool with 2 workers (`-j 2`) and a Dask LocalCluster of 2 workers
    (`--local-cluster 2`): the cluster's cost, with as many workers on both sides;
 4. a re-run with nothing changed (incremental: only hashing and the report);
@@ -136,8 +136,7 @@ def main() -> None:
           "incl. feedback + report)")
     if seq:
         print(f"speed-up vs sequential        : {seq / par:7.2f}x  (target >= 1.8x on 2 cores)")
-    # the cluster's cost against the pool with as many workers (the default pool has one
-    # more worker than cores)
+    # the cluster's cost against a local pool with as many workers
     _reset(root)
     pool2 = timed(grader_cmd + ["-j", "2"], REPO, env)
     print(f"grade -j 2 (local pool)       : {pool2:7.1f} s  ({pool2 / n:.2f} s/notebook)")

@@ -34,7 +34,7 @@ def main(argv=None) -> int:
                                     "(column student_id, and lms_id, name, email, ...)")
     g.add_argument("--assignment", help="grade only this assignment")
     g.add_argument("-j", "--workers", type=int,
-                   help="local worker processes (default: cores + 1)")
+                   help="local worker processes (default: one per core)")
     g.add_argument("--cluster", metavar="ADDRESS",
                    help="grade on the Dask cluster whose scheduler is at ADDRESS "
                         "(e.g. tcp://host:8786); its workers need the same course checkout")
