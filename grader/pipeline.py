@@ -330,12 +330,9 @@ def _lost(root: Path, job: worker.Job, why: Exception) -> dict:
     """The "not graded" result of a notebook whose worker died on every try."""
     reason = (f"{why} (e.g. the notebook made it go over its memory budget of "
               f"{worker.worker_memory() >> 20} MiB)")
-    return {"student": job.student, "assignment": job.assignment, "digest": job.digest,
-            "fingerprint": job.fingerprint, "status": "not graded", "reason": reason,
-            "seconds": 0.0, "sandboxed": os.environ.get("COURSE_SANDBOX") != "0",
-            "timestamp": None, "notebooks": None,
-            "files": {"feedback": worker.failure_page(root, job.student, job.assignment, reason),
-                      "autograded": None, "verdict": None}}
+    result = worker.new_result(job, "not graded", reason)
+    result["files"]["feedback"] = worker.failure_page(root, job.student, job.assignment, reason)
+    return result
 
 
 def _run_tasks(root, todo, runner, state, state_path, fps, summary, progress):

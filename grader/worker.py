@@ -205,6 +205,15 @@ def grader_for(job: Job) -> _Grader:
 
 
 # ---------------------------------------------------------------------------- the task
+def new_result(job: Job, status: str, reason: str) -> dict:
+    """A result of ``job`` with no grades and no files yet (see ``grade``)."""
+    return {"student": job.student, "assignment": job.assignment, "digest": job.digest,
+            "fingerprint": job.fingerprint, "status": status, "reason": reason,
+            "seconds": 0.0, "sandboxed": os.environ.get("COURSE_SANDBOX") != "0",
+            "timestamp": None, "notebooks": None,
+            "files": {"feedback": None, "autograded": None, "verdict": None}}
+
+
 def grade(job: Job, template: Template) -> dict:
     """Grade one submission (see the module doc). Returns::
 
@@ -242,11 +251,7 @@ def grade(job: Job, template: Template) -> dict:
             _apply_marks(g.db_url, job)
         outcome = g.api.autograde(a, s, force=True, create=True)
     graded_nb = g.file("autograded", s, a, f"{a}.ipynb")
-    result = {"student": s, "assignment": a, "digest": job.digest,
-              "fingerprint": job.fingerprint, "status": "graded", "reason": problem,
-              "sandboxed": os.environ.get("COURSE_SANDBOX") != "0", "timestamp": None,
-              "notebooks": None, "files": {"feedback": None, "autograded": None,
-                                           "verdict": None}}
+    result = new_result(job, "graded", problem)
     # nbgrader decides whether it can grade a notebook (it converts old formats, restores
     # deleted test cells); the problem we saw is kept as a note either way
     if outcome.get("success") and graded_nb is not None:
