@@ -1,5 +1,9 @@
 """Fixtures shared by several test files: the book is built once per session, one
-Chromium and one PostgreSQL server serve the whole session."""
+Chromium and one PostgreSQL server serve the whole session.
+
+`make test` runs the test files on every core (pytest-xdist, ``--dist loadfile``): each
+file runs whole on one worker, so its module fixtures (a graded class) are made once;
+the built book is used by tests/test_book.py alone, so it is built once."""
 from __future__ import annotations
 
 import sys
@@ -9,6 +13,21 @@ import pytest
 
 from helpers import CHROMIUM, CHROMIUM_FLAGS, REPO, log_tail, run_build
 from postgres_server import PostgresServer
+
+
+# The files whose tests take longest, longest first (measured with --durations): the
+# workers start them first and so finish at about the same time. Other files follow
+# in their usual order.
+SLOW_FIRST = ("test_grading_cluster", "test_adversarial_corpus", "test_book",
+              "test_grading_pipeline", "test_grading_runs", "test_gradebook_postgresql",
+              "test_feedback_inert", "test_selfcheck_agrees", "test_grading_written",
+              "test_adversarial_sandbox", "test_fairness")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slow files first (see SLOW_FIRST)."""
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: file order kept
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,9 @@ Sphinx warning.
 Layout promises checked in the browser: numbered chapters with per-chapter equation
 numbers, no display equation wider than its column at 1280 px, no page that scrolls
 sideways at 390 px. Checked in the HTML: every figure has a caption and a real alt text,
-no internal "seed" label of a source text is shown, every citation resolves.
+no internal "seed" label of a source text is shown, every citation resolves. Every
+"Read:" pointer of the grader (exercises and catalogued mistakes) links to a labelled
+heading of the built book.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import pytest
 import yaml
 from helpers import log_tail, run_build
 
+from grader import exercises as reg
 from grader.nbapi import ASSIGNMENT_IDS as ASSIGNMENTS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -495,3 +498,30 @@ def test_every_exercise_has_a_hint_and_an_answer_to_reveal(built_book):
                 problems.append(f"{document}, exercise {number}: dropdowns {titles}")
     assert not problems, "exercises without a hint and an answer:\n  " + "\n  ".join(problems)
     assert exercises >= 20, f"only {exercises} exercises found"
+
+
+# --------------------------------------------------------------------------- pointers
+
+def pointers() -> set:
+    """Every "Read:" pointer of the exercises and their catalogued mistakes."""
+    found = set()
+    for ex in reg.EXERCISES.values():
+        found.add(ex.section)
+        found.update(m.section for m in ex.mistakes)
+    return found
+
+
+def test_every_pointer_is_a_labelled_heading_of_the_built_book(built_book):
+    missing = []
+    for read in sorted(pointers(), key=str):
+        page = built_book / "book" / f"{read.page}.html"
+        if not page.is_file() or f'id="{read.label}"' not in page.read_text():
+            missing.append(f"{read.page}.html#{read.label}")
+    assert not missing, f"pointers to anchors the built book does not have: {missing}"
+
+
+def test_pointers_are_links_with_the_heading_text():
+    for read in pointers():
+        assert f"book/{read.page}.html#{read.label}" in read.url
+        assert read.markdown().endswith(f"]({read.url})")
+        assert reg.heading(read.page, read.label)  # the label stands above a heading
