@@ -2,15 +2,15 @@
 sigmoid layers of three, two and one neurons, one step of SGD with momentum).
 
 Column-vector convention as in the math: layer l computes I = W_l O_prev and
-O = sigmoid(I), with W_l of shape (n_out, n_in) and no biases. Seed 004 numbers
-the neurons 1..8 through the layers (inputs 1, 2; hidden 3, 4, 5; hidden 6, 7;
-output 8); w_ij is the weight from neuron i to neuron j, stored at
+O = sigmoid(I), with W_l of shape (n_out, n_in) and no biases. The tutorial the
+example comes from (microtechnics_backprop in references.bib) numbers the neurons
+1..8 through the layers (inputs 1, 2; hidden 3, 4, 5; hidden 6, 7; output 8); w_ij is the weight from neuron i to neuron j, stored at
 W_l[j_index, i_index].
 
 Loss E = 1/2 (target - output)^2. Gradient descent with momentum:
     Delta w = -lr * dE/dw + momentum * Delta w_prev,   w_new = w + Delta w.
-Seed 004 writes delta_j = (target - output) f'(I_j) = -dE/dI_j and then ADDS
-Delta w = lr * delta_j * O_i: the same update. `backward` returns the seed's
+The tutorial writes delta_j = (target - output) f'(I_j) = -dE/dI_j and then ADDS
+Delta w = lr * delta_j * O_i: the same update. `backward` returns the tutorial's
 deltas (delta_j = -dE/dI_j) next to the gradients dE/dW.
 """
 
@@ -23,7 +23,7 @@ LAYER_SIZES = (2, 3, 2, 1)
 
 
 def worked_example():
-    """Seed 004's example: inputs, target, weights, learning rate, momentum.
+    """The tutorial's example: inputs, target, weights, learning rate, momentum.
 
     Returns a dict:
     - x: inputs O_1, O_2, shape (2,)
@@ -46,7 +46,7 @@ def worked_example():
 
 
 def node_numbers(layer_sizes=LAYER_SIZES):
-    """Seed 004's neuron numbers per layer, e.g. [[1, 2], [3, 4, 5], [6, 7], [8]]."""
+    """The tutorial's neuron numbers per layer, e.g. [[1, 2], [3, 4, 5], [6, 7], [8]]."""
     numbers, first = [], 1
     for size in layer_sizes:
         numbers.append(list(range(first, first + size)))

@@ -13,7 +13,7 @@ from strategies import seeds
 TOL = 1e-6
 
 
-def test_seed_000_softmax_example():
+def test_the_bptt_tutorials_softmax_example():
     # y = [0.8, 0.2] and the true class is the first (the BPTT tutorial's "C = 1", 1-based).
     y = np.array([0.8, 0.2])
     loss, dv = losses.cross_entropy(np.log(y)[None, :], np.array([0]))

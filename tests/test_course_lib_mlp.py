@@ -86,7 +86,7 @@ def test_deltas_are_minus_dE_dI_and_updates_follow_the_sign_convention():
     deltas, grads = mlp.backward(ex["weights"], outputs, ex["target"])
     np.testing.assert_allclose(grads[2], -np.outer(deltas[2], outputs[2]))
     new, updates = mlp.momentum_step(ex["weights"], grads, ex["lr"], ex["momentum"])
-    # Seed 004 adds Delta w = lr * delta_j * O_i; we subtract lr * dE/dw: the same numbers.
+    # The tutorial adds Delta w = lr * delta_j * O_i; we subtract lr * dE/dw: the same numbers.
     np.testing.assert_allclose(updates[0], ex["lr"] * np.outer(deltas[0], outputs[0]), rtol=1e-15)
     assert worked_step()["E"] == pytest.approx(0.5 * (0.9 - outputs[-1][0]) ** 2)
 

@@ -124,8 +124,9 @@ def test_step_functions_compose_to_forward_and_bptt():
 
 
 def relu_example():
-    """Seed 001: all weights 0.5, no biases, h_0 = 0, sequence y = (0, 1, -1, 2);
-    the input at step t is y_{t-1} and the target is y_t."""
+    """The ReLU exercise of the Russian problem book (ulyankin_masha_book): all weights
+    0.5, no biases, h_0 = 0, sequence y = (0, 1, -1, 2); the input at step t is y_{t-1}
+    and the target is y_t."""
     params = {"W_xh": np.array([[0.5]]), "W_hh": np.array([[0.5]]), "b_h": np.zeros(1),
               "W_hy": np.array([[0.5]]), "b_y": np.zeros(1)}
     y = np.array([0.0, 1.0, -1.0, 2.0])
@@ -150,7 +151,7 @@ def test_relu_worked_example_forward_has_the_corrected_numbers():
 
 
 def test_relu_example_input_weight_needs_backprop_through_time():
-    # Seed 001 claims dL/dv needs no BPTT. With h_1 > 0 (a bias of 0.1 on h) v enters
+    # The problem book claims dL/dv needs no BPTT. With h_1 > 0 (a bias of 0.1 on h) v enters
     # h_3 through h_2 as well, and stopping at one step gives a different gradient.
     params, xs, targets = relu_example()
     params["b_h"] = np.array([0.1])
