@@ -4,8 +4,8 @@ sigmoid layers of three, two and one neurons, one step of SGD with momentum).
 Column-vector convention as in the math: layer l computes I = W_l O_prev and
 O = sigmoid(I), with W_l of shape (n_out, n_in) and no biases. The tutorial the
 example comes from (microtechnics_backprop in references.bib) numbers the neurons
-1..8 through the layers (inputs 1, 2; hidden 3, 4, 5; hidden 6, 7; output 8); w_ij is the weight from neuron i to neuron j, stored at
-W_l[j_index, i_index].
+1..8 through the layers (inputs 1, 2; hidden 3, 4, 5; hidden 6, 7; output 8); w_ij
+is the weight from neuron i to neuron j, stored at W_l[j_index, i_index].
 
 Loss E = 1/2 (target - output)^2. Gradient descent with momentum:
     Delta w = -lr * dE/dw + momentum * Delta w_prev,   w_new = w + Delta w.
