@@ -341,6 +341,7 @@ def _run_tasks(root, todo, runner, state, state_path, fps, summary, progress):
     from nbgrader.api import Gradebook
     from tqdm import tqdm
 
+    tqdm.monitor_interval = 0  # no monitor thread: local workers are forked from here
     subs = state["submissions"]
     template = template_gradebook(root, state)
     with Gradebook(_db_url(root)) as gb:

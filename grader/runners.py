@@ -7,7 +7,9 @@ notebook every time it was tried, or the exception the grader raised on every tr
 (``RETRIES`` more tries after the first). The coordinator (grader.pipeline) applies
 what comes out; runners write nothing.
 
-* ``local_pool``: N worker processes on this machine (``python -m grader grade -j N``).
+* ``local_pool``: N worker processes on this machine (``python -m grader grade -j N``),
+  forked from this one once it has imported what grading uses (a spawned worker spent
+  seconds importing nbgrader and nbconvert again, in every worker of every run).
   A worker that dies breaks the whole pool: a fresh pool retries what was unfinished,
   and a notebook caught in two breaks is graded alone to tell whose death it was.
 * ``dask_cluster``: workers of a Dask distributed cluster, an existing one
@@ -24,14 +26,18 @@ from __future__ import annotations
 import collections
 import concurrent.futures as cf
 import contextlib
+import importlib
 import multiprocessing
 import os
+import sys
 import uuid
 from concurrent.futures.process import BrokenProcessPool
 
 from . import worker
 
 RETRIES = 2  # more tries of a task whose grader code raised (another worker may do)
+# what a grading worker imports, imported here before the local workers are forked
+PRELOAD = ("nbgrader.apps", "grader.sandbox.execute", "grader.worker")
 RESOURCE = "grading"
 START_WORKERS = ("dask worker {address} --nworkers 1 --nthreads 1 "
                  f"--resources {RESOURCE}=1")
@@ -46,12 +52,22 @@ def _pool_init(env: dict) -> None:
     os.environ.update(env)
 
 
+def _start_method():
+    """Fork (Linux), with the grading modules imported first; spawn elsewhere, where
+    fork is unsafe, and then each worker imports them itself."""
+    if not sys.platform.startswith("linux"):
+        return multiprocessing.get_context("spawn")
+    for name in PRELOAD:
+        importlib.import_module(name)
+    return multiprocessing.get_context("fork")
+
+
 def local_pool(jobs: list, template, n_workers: int):
-    """Grade ``jobs`` on ``n_workers`` processes of this machine (spawned, so each starts
-    clean and inherits this process's course settings). A worker that dies breaks the
-    whole pool and every task in it: the pool holds only as many tasks as it has
-    workers, a fresh pool grades the unfinished ones again, and a task caught in two
-    breaks is graded alone, where a death can only be its own (``WorkerLost``)."""
+    """Grade ``jobs`` on ``n_workers`` processes of this machine (forked, see
+    ``_start_method``; each has this process's course settings). A worker that dies
+    breaks the whole pool and every task in it: the pool holds only as many tasks as
+    it has workers, a fresh pool grades the unfinished ones again, and a task caught
+    in two breaks is graded alone, where a death can only be its own (``WorkerLost``)."""
     env = {k: v for k, v in os.environ.items()
            if k.startswith(("COURSE_", "PATH", "PYTHON", "MPL", "BPTT_"))}
     breaks: collections.Counter = collections.Counter()
@@ -87,8 +103,7 @@ def _pool_round(batch: collections.deque, size: int, template, env: dict):
     """Grade the jobs of ``batch`` (taken from its left) on a fresh pool of ``size``
     processes, at most ``size`` at a time; yields (job, result or exception) and stops
     sending when the pool breaks."""
-    ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(min(size, len(batch)), mp_context=ctx,
+    with cf.ProcessPoolExecutor(min(size, len(batch)), mp_context=_start_method(),
                                 initializer=_pool_init, initargs=(env,)) as pool:
         running: dict = {}
         broken = False
