@@ -154,7 +154,7 @@ def problem(db: Path) -> str:
     return "" if rows == [("ok",)] else "; ".join(str(r[0]) for r in rows[:3])
 
 
-def _copy(src: Path, dest: Path) -> None:
+def sqlite_copy(src: Path, dest: Path) -> None:
     """An online SQLite copy of ``src`` into ``dest``, replaced atomically."""
     tmp = dest.with_name(dest.name + ".tmp")
     tmp.unlink(missing_ok=True)
@@ -177,7 +177,7 @@ def restore(db: Path, state_path: Path) -> bool:
     db_copy, state_copy = _backups(db, state_path)
     if problem(db_copy):
         return False
-    _copy(db_copy, db)
+    sqlite_copy(db_copy, db)
     if state_copy.is_file():
         shutil.copyfile(state_copy, state_path)
     else:
@@ -189,7 +189,7 @@ def _keep_copy(db: Path, state_path: Path) -> None:
     db_copy, state_copy = _backups(db, state_path)
     db_copy.parent.mkdir(exist_ok=True)
     state_copy.parent.mkdir(exist_ok=True)
-    _copy(db, db_copy)
+    sqlite_copy(db, db_copy)
     if state_path.is_file():
         shutil.copyfile(state_path, state_copy)
     else:
