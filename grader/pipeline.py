@@ -307,6 +307,7 @@ def template_gradebook(root: Path, assignments: list[str], state: dict) -> worke
     if state.get("_template") != key or gradebook.problem(path):
         with tempfile.TemporaryDirectory(prefix=".template-", dir=path.parent) as tmp:
             db = Path(tmp) / "gradebook.db"
+            gradebook.new_sqlite(db)
             _generate(root, assignments, {
                 "release_directory": str(Path(tmp) / "release"), "db_url": f"sqlite:///{db}"})
             os.replace(db, path)
