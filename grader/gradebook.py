@@ -142,6 +142,31 @@ def create_schema(root: Path) -> bool:
     return existed
 
 
+def new_sqlite(db: Path) -> None:
+    """A new SQLite gradebook at ``db`` with nbgrader's tables and schema version, as
+    nbgrader's ``Gradebook()`` makes one, but with the version (the head of nbgrader's
+    own alembic scripts) read in this process: nbgrader starts a Python process running
+    ``alembic heads`` for it, which took seconds."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from nbgrader.api import Base
+    from nbgrader.dbutil import ALEMBIC_DIR
+    from sqlalchemy import create_engine, text
+
+    config = Config()
+    config.set_main_option("script_location", ALEMBIC_DIR)
+    head = ScriptDirectory.from_config(config).get_current_head()
+    engine = create_engine(f"sqlite:///{db}")
+    try:
+        Base.metadata.create_all(bind=engine)
+        with engine.begin() as con:
+            con.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+            con.execute(text("INSERT INTO alembic_version (version_num) VALUES (:head)"),
+                        {"head": head})
+    finally:
+        engine.dispose()
+
+
 def problem(db: Path) -> str:
     """Why ``db`` is not a usable gradebook ('' when it is)."""
     if not db.is_file() or db.is_symlink():
@@ -154,7 +179,7 @@ def problem(db: Path) -> str:
     return "" if rows == [("ok",)] else "; ".join(str(r[0]) for r in rows[:3])
 
 
-def _copy(src: Path, dest: Path) -> None:
+def sqlite_copy(src: Path, dest: Path) -> None:
     """An online SQLite copy of ``src`` into ``dest``, replaced atomically."""
     tmp = dest.with_name(dest.name + ".tmp")
     tmp.unlink(missing_ok=True)
@@ -177,7 +202,7 @@ def restore(db: Path, state_path: Path) -> bool:
     db_copy, state_copy = _backups(db, state_path)
     if problem(db_copy):
         return False
-    _copy(db_copy, db)
+    sqlite_copy(db_copy, db)
     if state_copy.is_file():
         shutil.copyfile(state_copy, state_path)
     else:
@@ -189,7 +214,7 @@ def _keep_copy(db: Path, state_path: Path) -> None:
     db_copy, state_copy = _backups(db, state_path)
     db_copy.parent.mkdir(exist_ok=True)
     state_copy.parent.mkdir(exist_ok=True)
-    _copy(db, db_copy)
+    sqlite_copy(db, db_copy)
     if state_path.is_file():
         shutil.copyfile(state_path, state_copy)
     else:

@@ -36,6 +36,7 @@ import shutil
 
 from bleach.sanitizer import Cleaner
 from bs4 import BeautifulSoup
+from jinja2 import BytecodeCache
 from nbconvert.exporters import HTMLExporter
 from traitlets import Unicode, default
 
@@ -130,10 +131,36 @@ def keep_only_pages(folder, pages: list[str]) -> None:
             os.unlink(entry.path)
 
 
+class CompiledTemplates(BytecodeCache):
+    """The compiled Jinja templates of this process, in memory. nbgrader makes a new
+    exporter (so a new Jinja environment) for every feedback page, and compiling its
+    templates again took about as long as rendering the page; Jinja reuses a compiled
+    template only while its source's checksum is unchanged, so an edited template is
+    compiled afresh."""
+
+    def __init__(self):
+        self.compiled: dict[str, bytes] = {}
+
+    def get_bucket(self, environment, name, filename, source):
+        # an async environment compiles the same source to other code
+        return super().get_bucket(environment, f"{name}|async={environment.is_async}",
+                                  filename, source)
+
+    def load_bytecode(self, bucket) -> None:
+        if bucket.key in self.compiled:
+            bucket.bytecode_from_string(self.compiled[bucket.key])
+
+    def dump_bytecode(self, bucket) -> None:
+        self.compiled[bucket.key] = bucket.bytecode_to_string()
+
+
 class InertHTMLExporter(HTMLExporter):
     """nbgrader's feedback exporter with sanitized outputs (nbconvert drops JavaScript
     and widget outputs, cleans HTML ones), every page passed through ``inert_document``,
-    and the grading machine's paths replaced by neutral names (``grader.scrub``)."""
+    and the grading machine's paths replaced by neutral names (``grader.scrub``). Its
+    templates are compiled once per process (``CompiledTemplates``)."""
+
+    compiled_templates = CompiledTemplates()
 
     course_root = Unicode("", help="the course root, shown as [course] in feedback").tag(
         config=True)
@@ -141,6 +168,11 @@ class InertHTMLExporter(HTMLExporter):
     @default("sanitize_html")
     def _sanitize_default(self):
         return True
+
+    def _create_environment(self):
+        environment = super()._create_environment()
+        environment.bytecode_cache = self.compiled_templates
+        return environment
 
     def from_notebook_node(self, nb, resources=None, **kw):
         output, resources = super().from_notebook_node(nb, resources, **kw)

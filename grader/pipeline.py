@@ -5,8 +5,9 @@ This process is the coordinator; workers only grade (grader.worker).
 1. (``--zip``) collect an LMS download into grader/submitted/ (``grader.intake``: Canvas,
    Moodle or the course's own naming; never overwrites an existing submission).
 2. Sync the gradebook with solutions/ (``generate_assignment`` into a throw-away
-   release folder, so the committed exercises/ is never touched) when a source changed:
-   the gradebook's schema and assignments exist before any worker starts.
+   release folder, so the committed exercises/ is never touched) when a source changed;
+   a new SQLite gradebook is a copy of the workers' template gradebook (below): the
+   gradebook's schema and assignments exist before any worker starts.
 3. Find grader/submitted/<student>/<assignment>/, check names, hash each submission.
 4. Grade what changed (new hash, or a new grading fingerprint: sources, registry,
    course_lib, grader code, config; grader.fingerprint). Each submission becomes a job
@@ -92,23 +93,29 @@ def _save_state(path: Path, state: dict) -> None:
 
 
 # ---------------------------------------------------------------------------- steps
+def source_digests(root: Path, assignments: list[str]) -> dict[str, str]:
+    """{assignment: sha256 of its source notebook}."""
+    return {a: hashlib.sha256((root / "solutions" / a / f"{a}.ipynb").read_bytes()).hexdigest()
+            for a in assignments}
+
+
 def sync_gradebook(root: Path, assignments: list[str], state: dict) -> None:
-    """Make the gradebook know every assignment's current source (cells, points)."""
+    """Make the gradebook know every assignment's current source (cells, points). A new
+    SQLite gradebook starts as a copy of the workers' template (``template_gradebook``:
+    every assignment, no student), which is generated once instead of twice; an existing
+    or server gradebook gets ``generate_assignment`` for each changed source."""
+    sources = source_digests(root, assignments)
     synced = state.setdefault("_sources", {})
-    todo = []
-    for a in assignments:
-        digest = hashlib.sha256(
-            (root / "solutions" / a / f"{a}.ipynb").read_bytes()).hexdigest()
-        if synced.get(a) != digest:
-            todo.append((a, digest))
-    db = root / "grader" / "gradebook.db"
-    if not todo and (db.exists() or "sqlite" not in _db_url(root)):
-        return
-    if not todo:
-        todo = [(a, synced[a]) for a in assignments]
-    with tempfile.TemporaryDirectory(prefix="bptt-release-") as tmp:
-        _generate(root, [a for a, _ in todo], {"release_directory": tmp})
-    synced.update(todo)
+    db = gradebook.sqlite_file(root)
+    if db is not None and not db.exists():
+        template_gradebook(root, assignments, state)
+        gradebook.sqlite_copy(root / "grader" / TEMPLATE_FILE, db)
+    else:
+        changed = [a for a in assignments if synced.get(a) != sources[a]]
+        if changed:
+            with tempfile.TemporaryDirectory(prefix="bptt-release-") as tmp:
+                _generate(root, changed, {"release_directory": tmp})
+    synced.update(sources)
 
 
 def _generate(root: Path, assignments: list[str], course_dir: dict) -> None:
@@ -120,10 +127,6 @@ def _generate(root: Path, assignments: list[str], course_dir: dict) -> None:
         if not result.get("success"):
             raise GradingError(f"could not load solutions/{a} into the gradebook:\n"
                                f"{(result.get('log', '') + result.get('error', ''))[-3000:]}")
-
-
-def _db_url(root: Path) -> str:
-    return nbapi.load_config(root).CourseDirectory.db_url
 
 
 def discover(root: Path, assignments: list[str]):
@@ -169,9 +172,10 @@ def discover(root: Path, assignments: list[str]):
 # ---------------------------------------------------------------------------- run
 def default_workers() -> int:
     """One worker process per core (COURSE_GRADE_WORKERS overrides). Measured with
-    bench/grade.py on 2 cores: 2 workers graded 42 notebooks in 65.6 s, 3 workers in
-    75.4 s (a worker now also copies its gradebook and ships results back, so a spare
-    worker no longer fills idle time, it competes for the cores)."""
+    bench/grade.py on 2 cores, 42 notebooks: 2 workers 65.6 s, 3 workers 75.4 s (a worker
+    also copies its gradebook and ships results back, so a spare worker does not fill
+    idle time, it competes for the cores); 2 workers 60.7-63.3 s since a worker kills its
+    kernel at once and compiles the feedback templates once."""
     if os.environ.get("COURSE_GRADE_WORKERS"):
         return max(1, int(os.environ["COURSE_GRADE_WORKERS"]))
     try:
@@ -294,17 +298,18 @@ def _collect_zip(root, zip_path, assignments, roster, assignment, log) -> None:
                            f"({result.files} files, reasons above)")
 
 
-def template_gradebook(root: Path, state: dict) -> worker.Template:
+def template_gradebook(root: Path, assignments: list[str], state: dict) -> worker.Template:
     """A gradebook holding every assignment and no student, for the workers to copy.
     It is made (``generate_assignment``) when a source or the configuration changed
     since the last one: kept as grader/template.db, its key in the run state."""
-    key = hashlib.sha256(json.dumps(state["_sources"], sort_keys=True).encode()
+    key = hashlib.sha256(json.dumps(source_digests(root, assignments), sort_keys=True).encode()
                          + (root / "nbgrader_config.py").read_bytes()).hexdigest()
     path = root / "grader" / TEMPLATE_FILE
     if state.get("_template") != key or gradebook.problem(path):
         with tempfile.TemporaryDirectory(prefix=".template-", dir=path.parent) as tmp:
             db = Path(tmp) / "gradebook.db"
-            _generate(root, sorted(state["_sources"]), {
+            gradebook.new_sqlite(db)
+            _generate(root, assignments, {
                 "release_directory": str(Path(tmp) / "release"), "db_url": f"sqlite:///{db}"})
             os.replace(db, path)
         state["_template"] = key
@@ -343,8 +348,8 @@ def _run_tasks(root, todo, runner, state, state_path, fps, summary, progress):
 
     tqdm.monitor_interval = 0  # no monitor thread: local workers are forked from here
     subs = state["submissions"]
-    template = template_gradebook(root, state)
-    with Gradebook(_db_url(root)) as gb:
+    template = template_gradebook(root, sorted(fps), state)
+    with Gradebook(gradebook.db_url(root)) as gb:
         jobs = [make_job(root, gb, t, fps[t.assignment]) for t in todo]
         applied: set[str] = set()
         with tqdm(total=len(jobs), desc="grading", unit="nb", disable=not progress,

@@ -154,6 +154,7 @@ def dask_cluster(jobs: list, template, address: str | None = None,
     ``local_workers`` worker processes (one thread each) started for this run."""
     import logging
 
+    import dask
     from distributed import Client, LocalCluster, as_completed
     from distributed.scheduler import KilledWorker
 
@@ -161,10 +162,13 @@ def dask_cluster(jobs: list, template, address: str | None = None,
         if address:
             client = stack.enter_context(Client(address, timeout="30s"))
         else:
-            cluster = stack.enter_context(LocalCluster(
-                n_workers=local_workers, threads_per_worker=1, processes=True,
-                resources={RESOURCE: 1}, dashboard_address=None,
-                silence_logs=logging.ERROR))
+            # no statistical profiler in its workers: it samples the grading thread's
+            # stack every 10 ms, for a dashboard this run does not start
+            with dask.config.set({"distributed.worker.profile.enabled": False}):
+                cluster = stack.enter_context(LocalCluster(
+                    n_workers=local_workers, threads_per_worker=1, processes=True,
+                    resources={RESOURCE: 1}, dashboard_address=None,
+                    silence_logs=logging.ERROR))
             client = stack.enter_context(Client(cluster))
             address = cluster.scheduler_address
         check_workers(client, address)
@@ -192,6 +196,7 @@ def dask_cluster(jobs: list, template, address: str | None = None,
         submit_more()
         for fut in finished:
             job = in_flight.pop(fut)
+            submit_more()  # its slot is free: the next notebook starts while this result comes
             try:
                 outcome = fut.result()
             except KilledWorker as exc:
@@ -201,5 +206,4 @@ def dask_cluster(jobs: list, template, address: str | None = None,
             except Exception as exc:  # noqa: BLE001 - the grader's failure, retried already
                 outcome = exc
             fut.release()
-            submit_more()
             yield job, outcome

@@ -19,6 +19,7 @@ grades.csv and a section of the report with the two answers side by side.
 """
 from __future__ import annotations
 
+import copy
 import html
 import io
 import itertools
@@ -48,6 +49,20 @@ def fingerprint(name: str, code: str, boilerplate=()):
                            fp=io.StringIO(code), language="python")
 
 
+def without(fp, boilerplate):
+    """``fp`` (a ``fingerprint`` made with no boilerplate) with the ``boilerplate`` hashes
+    left out: what ``fingerprint`` with that boilerplate gives, by copydetect's own code,
+    without tokenising the source again (the slow part; course_lib is tokenised once
+    per run, not once per assignment)."""
+    from copydetect.utils import get_document_fingerprints, get_token_coverage
+
+    out = copy.copy(fp)
+    out.hashes, out.hash_idx = get_document_fingerprints(fp.filtered_code, fp.k, 1,
+                                                         list(boilerplate))
+    out.token_coverage = get_token_coverage(out.hash_idx, fp.k, len(fp.filtered_code))
+    return out
+
+
 def compare(a, b) -> tuple[int, float, float]:
     """(shared tokens, share of a's tokens, share of b's tokens)."""
     from copydetect import compare_files
@@ -70,7 +85,7 @@ def analyse(root: Path, present: set) -> dict:
     """Compare every submission of ``present`` ({(student, assignment)}); writes and
     returns {assignment: [flagged pair, ...]}, each pair a dict with ``a`` (a student
     or a course_lib file), ``b`` (a student), ``share`` (of the copying side), ``overlap``."""
-    library = library_sources(root)
+    library = {name: fingerprint(name, src) for name, src in library_sources(root).items()}
     flagged: dict[str, list] = {}
     by_assignment: dict[str, list] = {}
     for student, assignment in sorted(present):
@@ -78,7 +93,7 @@ def analyse(root: Path, present: set) -> dict:
     for assignment, students in by_assignment.items():
         template = answer_code(root / "exercises" / assignment / f"{assignment}.ipynb")
         boiler = fingerprint("template", template).hashes if template.strip() else set()
-        lib_fps = {name: fingerprint(name, src, boiler) for name, src in library.items()}
+        lib_fps = {name: without(fp, boiler) for name, fp in library.items()}
         subs = {}
         for s in students:
             code = answer_code(root / "grader" / "submitted" / s / assignment / f"{assignment}.ipynb")

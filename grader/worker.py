@@ -20,7 +20,8 @@ carries the grades and the three files, and the coordinator alone writes the cou
 gradebook and folders (grader.record).
 
 The worker keeps one nbgrader API object per process (its start-up cost is paid on the
-first task), the same in a process-pool worker and in a Dask worker. Each worker process
+first task), the same in a process-pool worker and in a Dask worker; the feedback
+exporter's compiled templates are kept per process too (``grader.inert.CompiledTemplates``). Each worker process
 caps its own address space (``worker_memory``): a notebook that makes it grow costs that
 notebook's worker, not the machine.
 """

@@ -515,3 +515,22 @@ def test_server_gradebooks_are_left_to_the_server(tmp_path, monkeypatch):
     assert gradebook.sqlite_file(tmp_path) is None
     monkeypatch.setenv("COURSE_DB_URL", f"sqlite:///{tempfile.gettempdir()}/x.db")
     assert gradebook.sqlite_file(tmp_path) == Path(tempfile.gettempdir()) / "x.db"
+
+
+def test_compiled_templates_follow_their_source():
+    """The per-process cache of compiled feedback templates serves a template again
+    only while its source is unchanged: an edited template is compiled afresh."""
+    from jinja2 import DictLoader, Environment
+
+    from grader.inert import CompiledTemplates
+
+    cache = CompiledTemplates()
+
+    def render(source):
+        env = Environment(loader=DictLoader({"page": source}), bytecode_cache=cache)
+        return env.get_template("page").render(x=1)
+
+    assert render("A{{ x }}") == "A1" and len(cache.compiled) == 1
+    assert render("A{{ x }}") == "A1"
+    assert render("B{{ x }}") == "B1"
+    assert render("A{{ x }}") == "A1" and len(cache.compiled) == 1

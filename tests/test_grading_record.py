@@ -147,3 +147,32 @@ def test_files_are_never_written_through_a_link(course, gb, tmp_path):
     record.write_files(course, _result(gb, student="zed"))
     assert target.read_text() == "mine"
     assert not (folder / f"{A}.html").is_symlink()
+
+
+def _rows_but_ids(db) -> dict:
+    """{table: (its CREATE statement, its rows without id columns, sorted)}."""
+    with sqlite3.connect(db) as con:
+        out = {}
+        for table, sql in con.execute(
+                "select name, sql from sqlite_master where type='table' order by name"):
+            cols = [r[1] for r in con.execute(f"pragma table_info({table})")]
+            keep = [i for i, c in enumerate(cols) if c != "id" and not c.endswith("_id")]
+            out[table] = (sql, sorted(repr([row[i] for i in keep])
+                                      for row in con.execute(f"select * from {table}")))
+        return out
+
+
+def test_a_new_gradebook_is_the_one_nbgrader_makes(course, tmp_path, monkeypatch):
+    """The workers' template (and so a new course gradebook, its copy) is made with
+    nbgrader's schema and version stamped in this process: the same tables, schema
+    version and rows (ids aside) as when nbgrader creates the file itself."""
+    from grader import gradebook, pipeline
+
+    root = tmp_path / "course"
+    shutil.copytree(course, root, ignore=shutil.ignore_patterns("*.db", "backup"))
+    pipeline.template_gradebook(root, [A], {})
+    ours = _rows_but_ids(root / "grader" / pipeline.TEMPLATE_FILE)
+    monkeypatch.setattr(gradebook, "new_sqlite", lambda db: None)  # nbgrader alone
+    pipeline.template_gradebook(root, [A], {})
+    assert ours == _rows_but_ids(root / "grader" / pipeline.TEMPLATE_FILE)
+    assert ours["alembic_version"][1] and ours["grade_cells"][1]

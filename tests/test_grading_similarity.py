@@ -177,3 +177,18 @@ def test_malformed_notebooks_are_read_as_empty(tmp_path):
     link = tmp_path / "link.ipynb"
     link.symlink_to(tmp_path / "0.ipynb")
     assert similarity.answer_code(link) == ""
+
+
+def test_library_fingerprints_without_the_template_are_copydetects_own():
+    """course_lib is tokenised once and its template hashes removed per assignment:
+    the same hashes, positions and coverage as copydetect's fingerprint made with that
+    boilerplate, for every module and a template that shares code with them."""
+    template = similarity.fingerprint("template", TEMPLATE + inspect.getsource(shutil.copy))
+    for name, source in similarity.library_sources(REPO).items():
+        plain = similarity.fingerprint(name, source)
+        mine, theirs = similarity.without(plain, template.hashes), similarity.fingerprint(
+            name, source, template.hashes)
+        assert mine.hashes == theirs.hashes, name
+        assert ({h: list(i) for h, i in mine.hash_idx.items()}
+                == {h: list(i) for h, i in theirs.hash_idx.items()}), name
+        assert mine.token_coverage == theirs.token_coverage, name

@@ -21,6 +21,7 @@
 * an error that comes from a budget (MemoryError, a full scratch disk, a file too
   large) gets a ``[budget exceeded: ...]`` line naming the budget;
 * the iopub timeout that makes stock nbgrader abort a notebook is only a warning here.
+* after the last cell the kernel is killed, not asked to shut down (nothing waits for it).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ import time
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.client import NotebookClient
 from nbformat.v4 import new_output
-from traitlets import Bool, Float, Integer
+from traitlets import Bool, Enum, Float, Integer
 
 from nbgrader.preprocessors import Execute
 
@@ -59,6 +60,11 @@ class SandboxedExecute(Execute):
     raise_on_iopub_timeout = Bool(False).tag(config=True)
     interrupt_on_timeout = Bool(True).tag(config=True)
     shell_timeout_interval = Integer(1).tag(config=True)
+    # the kernel is disposable: killed once the last cell has replied, it saves the
+    # graceful shutdown's wait, and no atexit hook of the student's code runs before
+    # the verdict reads the records
+    shutdown_kernel = Enum(["graceful", "immediate"], default_value="immediate").tag(
+        config=True)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
