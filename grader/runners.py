@@ -62,6 +62,18 @@ def _start_method():
     return multiprocessing.get_context("fork")
 
 
+_FORKSERVER = "forkserver" if sys.platform.startswith("linux") else "spawn"
+
+
+def _preload_forkserver() -> None:
+    """Have Dask's forkserver (started with the first worker) import ``PRELOAD``."""
+    from distributed.utils import get_mp_context
+
+    ctx = get_mp_context()  # Dask's own preload list is set here, once
+    if _FORKSERVER == "forkserver":
+        ctx.set_forkserver_preload(["distributed", *PRELOAD])
+
+
 def local_pool(jobs: list, template, n_workers: int):
     """Grade ``jobs`` on ``n_workers`` processes of this machine (forked, see
     ``_start_method``; each has this process's course settings). A worker that dies
@@ -163,8 +175,12 @@ def dask_cluster(jobs: list, template, address: str | None = None,
             client = stack.enter_context(Client(address, timeout="30s"))
         else:
             # no statistical profiler in its workers: it samples the grading thread's
-            # stack every 10 ms, for a dashboard this run does not start
-            with dask.config.set({"distributed.worker.profile.enabled": False}):
+            # stack every 10 ms, for a dashboard this run does not start; the workers
+            # are forked from a server process that has imported the grading modules
+            # (spawned, each imported them itself)
+            with dask.config.set({"distributed.worker.profile.enabled": False,
+                                  "distributed.worker.multiprocessing-method": _FORKSERVER}):
+                _preload_forkserver()
                 cluster = stack.enter_context(LocalCluster(
                     n_workers=local_workers, threads_per_worker=1, processes=True,
                     resources={RESOURCE: 1}, dashboard_address=None,
