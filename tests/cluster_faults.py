@@ -10,9 +10,11 @@ student's fault, ``{student: (action, options)}``:
 * ``fail-first``: the grader raises on the first try of each job in a process;
 * ``mismatch``: the worker's own fingerprint of the course differs from the
   coordinator's (the real check raises CourseMismatch);
-* ``meet``: the job waits (at most 60 s) until ``expect`` jobs of the student have
-  started, so the student's assignments are graded at the same moment; each job
-  leaves a file in ``folder`` saying whether it met the others.
+* ``meet``: where the job creates the student in a gradebook (nbgrader's
+  ``Gradebook.add_student``, the moment two writers of one gradebook race: each finds
+  no student, each inserts one) it waits (at most 60 s) until ``expect`` jobs of the
+  student have got there, so they all create it at the same moment; each job leaves a
+  file in ``folder`` saying whether it met the others.
 
 This module must be importable by the workers (the tests put tests/ on PYTHONPATH).
 """
@@ -31,27 +33,48 @@ class Faults(WorkerPlugin):
         self.faults = faults
 
     def setup(self, worker):
+        from nbgrader.api import Gradebook
+
         from grader import worker as grading
 
-        original = getattr(grading.grader_for, "__wrapped__", grading.grader_for)
+        original = _unwrapped(grading.grader_for)
+        add_student = _unwrapped(Gradebook.add_student)
         tried: set[str] = set()
+        current: dict = {}  # the job this worker grades (one at a time)
 
         def grader_for(job):
+            current["job"] = job
             if job.student in self.faults:
                 action, options = self.faults[job.student]
                 _strike(action, job, tried, **options)
             return original(job)
 
+        def add_student_when_met(gb, student_id, **kwargs):
+            job = current.get("job")
+            action, options = self.faults.get(getattr(job, "student", None), ("", {}))
+            if action == "meet" and student_id == job.student:
+                _meet(job, **options)
+            return add_student(gb, student_id, **kwargs)
+
         grader_for.__wrapped__ = original
+        add_student_when_met.__wrapped__ = add_student
         grading.grader_for = grader_for
+        Gradebook.add_student = add_student_when_met
 
     def teardown(self, worker):
+        from nbgrader.api import Gradebook
+
         from grader import worker as grading
 
-        grading.grader_for = getattr(grading.grader_for, "__wrapped__", grading.grader_for)
+        grading.grader_for = _unwrapped(grading.grader_for)
+        Gradebook.add_student = _unwrapped(Gradebook.add_student)
 
 
-def _strike(action: str, job, tried: set, folder: str = "", expect: int = 2) -> None:
+def _unwrapped(function):
+    return getattr(function, "__wrapped__", function)
+
+
+def _strike(action: str, job, tried: set, **_options) -> None:
     if action == "die":
         os.kill(os.getpid(), signal.SIGKILL)
     if action == "fail" or action == "fail-first" and job.key not in tried:
@@ -59,11 +82,13 @@ def _strike(action: str, job, tried: set, folder: str = "", expect: int = 2) -> 
         raise RuntimeError(f"fault injected by the test into the grader ({job.key})")
     if action == "mismatch":
         job.settings["COURSE_SANDBOX"] = "other"  # this worker's course is not the same
-    if action == "meet":
-        started = Path(folder)
-        (started / f"{job.assignment}.started").touch()
-        deadline = time.monotonic() + 60
-        while len(list(started.glob("*.started"))) < expect and time.monotonic() < deadline:
-            time.sleep(0.05)
-        met = len(list(started.glob("*.started"))) >= expect
-        (started / f"{job.assignment}.{'met' if met else 'alone'}").touch()
+
+
+def _meet(job, folder: str, expect: int) -> None:
+    arrived = Path(folder)
+    (arrived / f"{job.assignment}.arrived").touch()
+    deadline = time.monotonic() + 60
+    while len(list(arrived.glob("*.arrived"))) < expect and time.monotonic() < deadline:
+        time.sleep(0.01)
+    met = len(list(arrived.glob("*.arrived"))) >= expect
+    (arrived / f"{job.assignment}.{'met' if met else 'alone'}").touch()

@@ -6,20 +6,26 @@ local process pool: the reference. Then:
 * ``--local-cluster 2`` gives the same grades.csv, feedback pages and report numbers
   (SQLite and PostgreSQL gradebooks);
 * on a cluster the test starts (``--cluster ADDRESS``; allowed-failures 1), a worker
-  killed with SIGKILL while a notebook runs: every submission is graded exactly once
-  with the reference grades, and no process of the killed worker's sandbox survives;
+  killed with SIGKILL while a notebook's kernel runs: that notebook is graded again
+  after the kill, every submission is applied exactly once with the reference grades,
+  and no process of the killed worker's sandbox survives;
 * a poison submission whose worker dies every time ends "not graded" (KilledWorker),
   the rest of the class is graded;
-* the two assignments of each student graded at the same moment never fail;
+* the two assignments of each student graded at the same moment (each creating the
+  student at once) never fail;
 * the grader's own failures (an exception, a worker whose course differs) are retried
-  and never recorded as the student's grade.
+  and never recorded as the student's grade;
+* on the local pool, a notebook whose worker dies whenever it is graded is graded alone
+  after two pool breaks and ends "not graded"; the notebook caught with it is graded.
 
-The faults are injected into the workers by tests/cluster_faults.py.
+The faults are injected into the Dask workers by tests/cluster_faults.py; the local
+pool's workers are killed from outside, by the test.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -205,28 +211,52 @@ def _alive(pids) -> set:
     return set(pids) & set(_procs())
 
 
-def test_a_worker_killed_mid_grading(cluster, classroom, reference, db_url, tmp_path):
-    """SIGKILL a worker while its notebook's kernel runs: its task is graded again on
-    another worker, every submission once, with the reference grades; no process of the
-    killed worker's sandbox (bwrap, the kernel) survives it."""
+def _kernel_sandbox(pid: int) -> set:
+    """The processes under ``pid`` once a sandboxed kernel runs there (bwrap, the
+    sandbox's init, the kernel itself); empty before. A bwrap alone is not enough: the
+    worker's first bwrap is the short check that a sandbox can be made at all, and a
+    kernel's bwrap has not yet started the kernel."""
     from grader.sandbox.kernel import descendants
 
+    tree = descendants(pid)
+    lines = {p: _cmdline(p) for p in tree}
+    # the kernel's own command line (bwrap's holds the same words after its flags)
+    kernels = {p for p, c in lines.items() if c.startswith(sys.executable)
+               and "ipykernel_launcher" in c}
+    sandboxes = {p for p, c in lines.items() if c.startswith("bwrap") and " -- true" not in c}
+    return tree if kernels and len(sandboxes) >= 2 else set()
+
+
+def _counts(proc_stdout: str) -> str:
+    """The run's own count of what it graded ("graded 4, not gradable 1")."""
+    found = re.search(r"graded \d+, not gradable \d+", proc_stdout)
+    assert found, proc_stdout
+    return found[0]
+
+
+def test_a_worker_killed_mid_grading(cluster, classroom, reference, db_url, tmp_path):
+    """SIGKILL a worker while its notebook's kernel runs: the notebook it was grading
+    is graded again on another worker after the kill, every submission is applied once
+    (the run counts each once) with the reference grades; no process of the killed
+    worker's sandbox (bwrap, its init, the kernel) survives it."""
     address, client = cluster
     root = _copy(classroom, tmp_path / "course")
     proc = subprocess.Popen([sys.executable, "-m", "grader", "grade", "--root", str(root),
                              "-q", "--cluster", address], cwd=REPO, env=_env(db_url),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    victim, sandbox = None, set()
+    victim, sandbox, grading = None, set(), []
     deadline = time.monotonic() + 600
     while victim is None and proc.poll() is None and time.monotonic() < deadline:
-        for pid in client.run(os.getpid).values():
-            tree = descendants(pid)
-            if any(_cmdline(p).startswith("bwrap") for p in tree):
-                victim, sandbox = pid, tree
+        for worker_address, pid in client.run(os.getpid).items():
+            sandbox = _kernel_sandbox(pid)
+            if sandbox:
+                victim = pid
+                grading = client.processing([worker_address])[worker_address]
                 break
-        time.sleep(0.2)
+        time.sleep(0.1)
     assert victim, "no worker was seen running a kernel"
     os.kill(victim, signal.SIGKILL)
+    killed_at = time.time()
     out, err = proc.communicate(timeout=1200)
     assert proc.returncode == 0, out + err
     time.sleep(1)  # the kernel's sandbox dies with its worker, not later
@@ -234,8 +264,13 @@ def test_a_worker_killed_mid_grading(cluster, classroom, reference, db_url, tmp_
     assert victim not in client.run(os.getpid).values()
     _same_as_reference(root, reference)
     assert _submission_rows(root, db_url) == sorted(read_grades(reference))
+    want = read_grades(reference).values()
+    assert _counts(out) == (f"graded {sum(r['status'] == 'graded' for r in want)}, not "
+                            f"gradable {sum(r['status'] == 'not graded' for r in want)}")
     state = json.loads((root / "grader" / "grading_state.json").read_text())["submissions"]
     assert sorted(state) == sorted(f"{s}/{a}" for s, a in read_grades(reference))
+    [task] = grading  # "grade <student>/<assignment> <run>"
+    assert state[task.split()[1]]["ran"][0] > killed_at, (task, state[task.split()[1]])
 
 
 def test_a_poison_submission_ends_not_graded_and_the_rest_finishes(
@@ -258,8 +293,10 @@ def test_a_poison_submission_ends_not_graded_and_the_rest_finishes(
 
 def test_two_assignments_of_a_student_graded_at_the_same_moment(
         cluster, classroom, reference, faults, tmp_path):
-    """Each student's two assignments start together (a barrier in the workers), for
-    every student with two: nothing fails, one student row, the reference grades."""
+    """Each student's two assignments create the student at the same moment (a barrier
+    in the workers where a gradebook's student is made, the race of two writers of one
+    gradebook), for every student with two: nothing fails, one student row, the
+    reference grades."""
     address, _ = cluster
     root = _copy(classroom, tmp_path / "course")
     pairs = ["ada", "bob"]
@@ -301,3 +338,57 @@ def test_the_graders_own_failures_are_retried_never_graded(
     grades = read_grades(root)
     assert grades[("ada", "00_demo")]["status"] == "grader failure"
     assert float(grades[("ada", "00_demo")]["score"]) == 0
+
+
+# ---------------------------------------------------------------------------- local pool
+def _kill_workers_grading(proc: subprocess.Popen, student: str, seconds: float) -> list:
+    """Until ``proc`` (a grading run on the local pool) ends: SIGKILL each pool worker as
+    soon as it starts a kernel sandbox for ``student`` (the sandbox's command line names
+    the student's record folder), as a notebook that kills its worker every time would.
+    Stops the run after ``seconds``. Returns the pids killed."""
+    from grader.sandbox.kernel import _procs, descendants
+
+    mark = re.compile(rf"--setenv COURSE_RECORD_DIR \S*/{re.escape(student)}-[^/ ]*/records ")
+    killed: list = []
+    deadline = time.monotonic() + seconds
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            proc.kill()
+            break
+        parents = _procs()
+        for pid in descendants(proc.pid):
+            line, worker = _cmdline(pid), parents.get(pid)
+            if (line.startswith("bwrap") and mark.search(line) and worker not in killed
+                    and "spawn_main" in _cmdline(worker)):
+                os.kill(worker, signal.SIGKILL)
+                killed.append(worker)
+        time.sleep(0.05)
+    return killed
+
+
+def test_the_local_pool_grades_a_notebook_that_kills_its_worker_alone(
+        classroom, reference, tmp_path):
+    """``-j 2``: a notebook whose worker dies whenever it is graded breaks the pool twice
+    together with ada's notebook; each is then graded alone, ada's gets its reference
+    grade, the poison's worker dies a third time and it ends "not graded" (WorkerLost,
+    with the reason), and the rest of the class is graded."""
+    root = _copy(classroom, tmp_path / "course")
+    poison = "a-poison"  # sorts first: it and ada's notebook open each pool together
+    shutil.copytree(root / "grader" / "submitted" / "ada" / "00_demo",
+                    root / "grader" / "submitted" / poison / "00_demo")
+    proc = subprocess.Popen([sys.executable, "-m", "grader", "grade", "--root", str(root),
+                             "-q", "-j", "2", "--assignment", "00_demo"], cwd=REPO,
+                            env=DEMO_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    killed = _kill_workers_grading(proc, poison, seconds=300)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    assert len(killed) == 3, killed  # two pool breaks, then graded alone
+    row = read_grades(root)[(poison, "00_demo")]
+    assert row["status"] == "not graded" and "also when it was graded alone" in row["note"], row
+    page = (root / "grader" / "feedback" / poison / "00_demo" / "00_demo.html").read_text()
+    assert "not graded" in page and "also when it was graded alone" in page
+    state = json.loads((root / "grader" / "grading_state.json").read_text())["submissions"]
+    assert state[f"{poison}/00_demo"]["digest"] is None  # the next run tries it again
+    _same_as_reference(root, reference,
+                       keys={k for k in read_grades(reference) if k[1] == "00_demo"})

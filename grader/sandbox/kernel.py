@@ -69,6 +69,9 @@ def as_root() -> bool:
 
 
 def _namespace_flags() -> list[str]:
+    # --die-with-parent is all that ends a sandbox whose grading worker is killed: the
+    # kernel polls no parent (JPY_PARENT_PID is unset) and its stdio is /dev/null, so
+    # without it bwrap, its init and the kernel were seen to outlive a SIGKILLed worker
     flags = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
              "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
     if not as_root():
