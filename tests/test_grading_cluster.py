@@ -359,7 +359,7 @@ def _kill_workers_grading(proc: subprocess.Popen, student: str, seconds: float) 
         for pid in descendants(proc.pid):
             line, worker = _cmdline(pid), parents.get(pid)
             if (line.startswith("bwrap") and mark.search(line) and worker not in killed
-                    and "spawn_main" in _cmdline(worker)):
+                    and parents.get(worker) == proc.pid):  # a pool worker: the run's child
                 os.kill(worker, signal.SIGKILL)
                 killed.append(worker)
         time.sleep(0.05)
