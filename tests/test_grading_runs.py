@@ -67,8 +67,9 @@ def demo(tmp_path_factory):
     deadline = time.monotonic() + 300
     while killed is None and time.monotonic() < deadline and proc.poll() is None:
         for worker in grader.children():
-            try:  # a pool worker (a child of the grader) whose notebook's kernel has started
-                if worker.children():
+            try:  # a pool worker (a child of the grader) whose notebook's sandbox runs
+                if any("COURSE_RECORD_DIR" in " ".join(kid.cmdline())
+                       for kid in worker.children()):
                     worker.send_signal(signal.SIGKILL)
                     killed = worker
             except psutil.NoSuchProcess:
