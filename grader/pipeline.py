@@ -174,8 +174,8 @@ def default_workers() -> int:
     """One worker process per core (COURSE_GRADE_WORKERS overrides). Measured with
     bench/grade.py on 2 cores, 42 notebooks: 2 workers 65.6 s, 3 workers 75.4 s (a worker
     also copies its gradebook and ships results back, so a spare worker does not fill
-    idle time, it competes for the cores); 2 workers 60.7-63.3 s since a worker kills its
-    kernel at once and compiles the feedback templates once."""
+    idle time, it competes for the cores); 2 workers 48.7-53.4 s since a worker kills its
+    kernel at once, compiles the feedback templates once and is forked, not spawned."""
     if os.environ.get("COURSE_GRADE_WORKERS"):
         return max(1, int(os.environ["COURSE_GRADE_WORKERS"]))
     try:
