@@ -185,21 +185,31 @@ def default_workers() -> int:
     return max(1, cores)
 
 
-def pick_runner(workers: int | None = None, cluster: str | None = None,
-                local_cluster: int | None = None):
+@contextlib.contextmanager
+def start_runner(workers: int | None = None, cluster: str | None = None,
+                 local_cluster: int | None = None):
     """The runner of a run (grader.runners): the Dask cluster at ``cluster``, a
-    LocalCluster of ``local_cluster`` workers, or else ``workers`` local processes."""
+    LocalCluster of ``local_cluster`` workers, or else ``workers`` local processes. A
+    LocalCluster starts at once, in the background, and stops on leaving."""
     if cluster and local_cluster:
         raise GradingError("--cluster ADDRESS grades on an existing cluster and "
                            "--local-cluster N starts one: give one of them")
     if not (cluster or local_cluster):
-        return functools.partial(runners.local_pool, n_workers=workers or default_workers())
+        yield functools.partial(runners.local_pool, n_workers=workers or default_workers())
+        return
     try:
         import distributed  # noqa: F401 - only to say what is missing
     except ImportError:
         raise GradingError("grading on a cluster needs Dask: pip install "
                            "'dask[distributed]' (part of the course's grade extra)") from None
-    return functools.partial(runners.dask_cluster, address=cluster, local_workers=local_cluster)
+    if cluster:
+        yield functools.partial(runners.dask_cluster, address=cluster)
+        return
+    local = runners.LocalDaskCluster(local_cluster)
+    try:
+        yield functools.partial(runners.dask_cluster, local=local)
+    finally:
+        local.close()
 
 
 def grade(root: Path | str | None = None, workers: int | None = None, zip_path=None,
@@ -213,7 +223,6 @@ def grade(root: Path | str | None = None, workers: int | None = None, zip_path=N
     gradebook keeps a copy that comes back if the run fails or damages it
     (grader/gradebook.py)."""
     root = Path(root or nbapi.REPO_ROOT).resolve()
-    runner = pick_runner(workers, cluster, local_cluster)
     t0 = time.perf_counter()
     nbapi.prepare_environment()
     if sandbox:
@@ -236,7 +245,8 @@ def grade(root: Path | str | None = None, workers: int | None = None, zip_path=N
     os.environ["COURSE_ROOT"] = str(root)
     os.environ["COURSE_RUN_DIR"] = make_run_root()
     try:
-        with gradebook.protected(root, root / "grader" / STATE_FILE, log=log):
+        with start_runner(workers, cluster, local_cluster) as runner, \
+                gradebook.protected(root, root / "grader" / STATE_FILE, log=log):
             return _grade(root, t0, runner, zip_path, assignment, progress, force, roster, log)
     finally:
         shutil.rmtree(os.environ.pop("COURSE_RUN_DIR"), ignore_errors=True)

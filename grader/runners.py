@@ -15,7 +15,8 @@ what comes out; runners write nothing.
 * ``dask_cluster``: workers of a Dask distributed cluster, an existing one
   (``--cluster tcp://HOST:8786``: ``dask scheduler`` and ``dask worker`` started on each
   machine, or ``SSHCluster``, dask-jobqueue, dask-kubernetes) or a ``LocalCluster``
-  started for the run (``--local-cluster N``). Each task needs one unit of the workers'
+  started for the run (``--local-cluster N``, ``LocalDaskCluster``: it starts while the
+  coordinator prepares the run). Each task needs one unit of the workers'
   ``grading`` resource, and every worker offers one: a worker grades one notebook at a
   time whatever its thread count. A task whose worker dies is rerun elsewhere by the
   scheduler (so it can run twice; only its result counts); after
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
-import contextlib
 import importlib
 import multiprocessing
 import os
@@ -160,41 +160,67 @@ def check_workers(client, address: str) -> None:
                            f"with `{START_WORKERS.format(address=address)}`")
 
 
-def dask_cluster(jobs: list, template, address: str | None = None,
-                 local_workers: int | None = None):
-    """Grade ``jobs`` on the Dask cluster at ``address``, or on a LocalCluster of
-    ``local_workers`` worker processes (one thread each) started for this run."""
-    import logging
+class LocalDaskCluster:
+    """A Dask LocalCluster of ``n_workers`` grading workers (one thread each) for one
+    run, started in a thread as soon as it is made: it starts while the coordinator
+    prepares the run (on 2 cores about 4 s: Dask's forkserver imports the grading
+    modules, then forks the workers). ``address`` waits until it has started."""
 
-    import dask
-    from distributed import Client, LocalCluster, as_completed
+    def __init__(self, n_workers: int):
+        self._thread = cf.ThreadPoolExecutor(1, thread_name_prefix="local-cluster")
+        self._cluster = self._thread.submit(self._start, n_workers)
+
+    @staticmethod
+    def _start(n_workers: int):
+        import logging
+
+        import dask
+        from distributed import LocalCluster
+
+        # It competes with the grading for the cores, so it does only what grading needs:
+        # no statistical profiler (it samples the grading thread every 10 ms) and no
+        # system monitor, both for a dashboard this run does not start; no work stealing
+        # (the coordinator sends only as many notebooks as there are slots); Dask's
+        # 20 ms and 100 ms timers at 1 s (idle, the cluster used 0.92 s of CPU in 20 s,
+        # now 0.14 s). The workers are forked from a server process that has imported
+        # the grading modules (spawned, each imported them itself).
+        with dask.config.set({"distributed.worker.profile.enabled": False,
+                              "distributed.admin.system-monitor.interval": "1h",
+                              "distributed.scheduler.work-stealing": False,
+                              "distributed.admin.tick.interval": "1s",
+                              "distributed.worker.memory.monitor-interval": "1s",
+                              "distributed.worker.multiprocessing-method": _FORKSERVER}):
+            _preload_forkserver()
+            return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                resources={RESOURCE: 1}, dashboard_address=None,
+                                silence_logs=logging.ERROR)
+
+    @property
+    def address(self) -> str:
+        return self._cluster.result().scheduler_address
+
+    def close(self) -> None:
+        """Stop the cluster (once it has started; if it could not start, ``address``
+        said why)."""
+        if self._cluster.exception() is None:
+            self._cluster.result().close()
+        self._thread.shutdown()
+
+
+def dask_cluster(jobs: list, template, address: str | None = None,
+                 local: LocalDaskCluster | None = None):
+    """Grade ``jobs`` on the Dask cluster at ``address``, or on the ``local`` cluster
+    started for this run."""
+    from distributed import Client, as_completed
     from distributed.scheduler import KilledWorker
 
-    with contextlib.ExitStack() as stack:
-        if address:
-            client = stack.enter_context(Client(address, timeout="30s"))
-        else:
-            # no statistical profiler in its workers: it samples the grading thread's
-            # stack every 10 ms, for a dashboard this run does not start; the workers
-            # are forked from a server process that has imported the grading modules
-            # (spawned, each imported them itself)
-            with dask.config.set({"distributed.worker.profile.enabled": False,
-                                  "distributed.worker.multiprocessing-method": _FORKSERVER}):
-                _preload_forkserver()
-                cluster = stack.enter_context(LocalCluster(
-                    n_workers=local_workers, threads_per_worker=1, processes=True,
-                    resources={RESOURCE: 1}, dashboard_address=None,
-                    silence_logs=logging.ERROR))
-            client = stack.enter_context(Client(cluster))
-            address = cluster.scheduler_address
+    address = address or local.address
+    with Client(address, timeout="30s") as client:
         check_workers(client, address)
         run = uuid.uuid4().hex[:8]  # keys of this run only, on a cluster others may share
-        # the template goes to the scheduler once, as a task the graders depend on: a
-        # worker fetches it from another, and if every worker holding it dies (a poison
-        # notebook can take down each in turn) it is made again, which scattered data
-        # would not be
-        shared = client.submit(worker.Template, template.digest, template.data,
-                               key=f"template {run}")
+        # each task carries the template gradebook (a few hundred KB, and only as many
+        # tasks as slots are sent at once): a task that depended on a shared copy would
+        # be placed on the worker holding it, busy or not, and wait there
         # only as many tasks in flight as there are grading slots: a task waiting on a
         # worker would be counted as a suspect when that worker dies, and an innocent
         # notebook could end with KilledWorker next to a poison one
@@ -204,7 +230,7 @@ def dask_cluster(jobs: list, template, address: str | None = None,
         def submit_more() -> None:
             while pending and len(in_flight) < max(1, grading_slots(client)):
                 job = pending.pop(0)
-                fut = client.submit(worker.grade, job, shared, key=f"grade {job.key} {run}",
+                fut = client.submit(worker.grade, job, template, key=f"grade {job.key} {run}",
                                     resources={RESOURCE: 1}, retries=RETRIES)
                 in_flight[fut] = job
                 finished.add(fut)

@@ -50,6 +50,10 @@ class CourseMismatch(RuntimeError):
     """This worker's course differs from the coordinator's: it must not grade."""
 
 
+class KernelStartFailure(RuntimeError):
+    """The sandbox kernel could not start (no student code had run): not a grade."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Template:
     """A gradebook file with the assignments and no student: ``data`` is its bytes."""
@@ -227,8 +231,8 @@ def grade(job: Job, template: Template) -> dict:
          files: {"feedback": bytes or None, "autograded": bytes or None,
                  "verdict": bytes or None}}
 
-    Raises CourseMismatch (or any other exception of the grader's own) instead of
-    returning a result that is not the submission's."""
+    Raises CourseMismatch, KernelStartFailure (or any other exception of the grader's
+    own) instead of returning a result that is not the submission's."""
     t0, started = time.perf_counter(), time.time()
     g = grader_for(job)
     mine = fingerprint(g.root, job.assignment)
@@ -250,7 +254,12 @@ def grade(job: Job, template: Template) -> dict:
         staging.write(g.folders["submitted"], s, a, job.submission)
         if job.marks:
             _apply_marks(g.db_url, job)
+        from .sandbox import execute
+
+        execute.START_FAILURES.clear()
         outcome = g.api.autograde(a, s, force=True, create=True)
+        if execute.START_FAILURES:
+            raise KernelStartFailure(f"{job.key}: {execute.START_FAILURES[-1]}")
     graded_nb = g.file("autograded", s, a, f"{a}.ipynb")
     result = new_result(job, "graded", problem)
     # nbgrader decides whether it can grade a notebook (it converts old formats, restores

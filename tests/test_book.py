@@ -30,6 +30,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from helpers import log_tail, run_build
 
 from grader import exercises as reg
@@ -148,6 +149,10 @@ def test_page_renders_offline_in_chromium(page_path, server, browser):
     page.on("console", lambda message: message.type == "error" and problems.append(
         f"console error: {message.text}"))
     page.on("pageerror", lambda error: problems.append(f"JavaScript error: {error}"))
+    pending: dict = {}  # requests not yet answered, to name them if the page never settles
+    page.on("request", lambda request: pending.__setitem__(request, request.url))
+    page.on("requestfinished", lambda request: pending.pop(request, None))
+    page.on("requestfailed", lambda request: pending.pop(request, None))
 
     try:
         response = page.goto(url, wait_until="load")
@@ -173,7 +178,11 @@ def test_page_renders_offline_in_chromium(page_path, server, browser):
             except Exception as error:  # noqa: BLE001 - report every bad link, not just the first
                 problems.append(f"download link is not a valid notebook: {href}: {error!r}")
 
-        page.wait_for_load_state("networkidle")
+        try:
+            page.wait_for_load_state("networkidle")
+        except PlaywrightTimeoutError:
+            problems.append(f"the page's network never went idle; unanswered requests: "
+                            f"{sorted(pending.values())}")
     finally:
         context.close()
 
@@ -360,16 +369,31 @@ SIDEWAYS_SCROLL_JS = """() => ({
 })"""
 
 
-def test_chapters_are_numbered_with_per_chapter_equation_numbers(server, browser):
+@pytest.fixture(scope="session")
+def at_1280px(server, browser):
+    """A callable: what the 1280 px checks read on a page of the book (chapter and
+    equation numbers, display math wider than its column), from one visit per page."""
+    seen: dict = {}
+
+    def measure(document: str) -> dict:
+        if document not in seen:
+            context, page = open_page(browser, f"{server}/{document}.html", 1280)
+            try:
+                seen[document] = {"numbers": page.evaluate(CHAPTER_NUMBERS_JS),
+                                  "wide": page.evaluate(WIDE_MATH_JS)}
+            finally:
+                context.close()
+        return seen[document]
+
+    return measure
+
+
+def test_chapters_are_numbered_with_per_chapter_equation_numbers(at_1280px):
     chapters = numbered_chapters()
     assert len(chapters) >= 5, f"_toc.yml numbers too few chapters: {chapters}"
     problems = []
     for number, document in enumerate(chapters, start=1):
-        context, page = open_page(browser, f"{server}/{document}.html", 1280)
-        try:
-            found = page.evaluate(CHAPTER_NUMBERS_JS)
-        finally:
-            context.close()
+        found = at_1280px(document)["numbers"]
         if found["heading"] != f"{number}.":
             problems.append(f"{document}: heading number {found['heading']!r}, "
                             f"expected '{number}.'")
@@ -380,12 +404,8 @@ def test_chapters_are_numbered_with_per_chapter_equation_numbers(server, browser
 
 
 @pytest.mark.parametrize("document", toc_documents())
-def test_no_display_math_wider_than_its_column_at_1280px(document, server, browser):
-    context, page = open_page(browser, f"{server}/{document}.html", 1280)
-    try:
-        wide = page.evaluate(WIDE_MATH_JS)
-    finally:
-        context.close()
+def test_no_display_math_wider_than_its_column_at_1280px(document, at_1280px):
+    wide = at_1280px(document)["wide"]
     assert not wide, f"{document}: display math wider than the text column:\n  " + \
         "\n  ".join(f"{m['id'] or m['text']!r}: {m['needed']} px in {m['available']} px"
                     for m in wide)

@@ -4,11 +4,11 @@ A small class (two assignments per student, one corrupt notebook) is graded once
 local process pool: the reference. Then:
 
 * ``--local-cluster 2`` gives the same grades.csv, feedback pages and report numbers
-  (SQLite and PostgreSQL gradebooks);
-* on a cluster the test starts (``--cluster ADDRESS``; allowed-failures 1), a worker
-  killed with SIGKILL while a notebook's kernel runs: that notebook is graded again
-  after the kill, every submission is applied exactly once with the reference grades,
-  and no process of the killed worker's sandbox survives;
+  (with a PostgreSQL gradebook; the reference's is SQLite);
+* on a cluster the test starts (``--cluster ADDRESS``; allowed-failures 1; PostgreSQL
+  gradebook), a worker killed with SIGKILL while a notebook's kernel runs: that
+  notebook is graded again after the kill, every submission is applied exactly once
+  with the reference grades, and no process of the killed worker's sandbox survives;
 * a poison submission whose worker dies every time ends "not graded" (KilledWorker),
   the rest of the class is graded;
 * the two assignments of each student graded at the same moment (each creating the
@@ -135,12 +135,11 @@ def _submission_rows(root: Path, db_url: str | None) -> list:
                       for s in a.submissions)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request):
-    """None (the course's SQLite gradebook) or a new empty PostgreSQL database."""
-    if request.param == "sqlite":
-        return None
-    return request.getfixturevalue("postgresql_url")()
+@pytest.fixture
+def db_url(postgresql_url):
+    """A new empty PostgreSQL database: the cluster's runs write a server gradebook
+    (the reference, the local pool's run, and the other cluster tests write SQLite)."""
+    return postgresql_url()
 
 
 def test_local_cluster_grades_like_the_local_pool(classroom, reference, db_url, tmp_path):
@@ -234,13 +233,17 @@ def _counts(proc_stdout: str) -> str:
     return found[0]
 
 
-def test_a_worker_killed_mid_grading(cluster, classroom, reference, db_url, tmp_path):
-    """SIGKILL a worker while its notebook's kernel runs: the notebook it was grading
-    is graded again on another worker after the kill, every submission is applied once
-    (the run counts each once) with the reference grades; no process of the killed
-    worker's sandbox (bwrap, its init, the kernel) survives it."""
+def test_a_worker_killed_mid_grading(cluster, classroom, reference, db_url, faults, tmp_path):
+    """SIGKILL a worker while its notebook's kernel runs (ada's kernels wait until the
+    kill, so that the test finds one): the notebook it was grading is graded again on
+    another worker after the kill, every submission is applied once (the run counts
+    each once) with the reference grades; no process of the killed worker's sandbox
+    (bwrap, its init, the kernel) survives it."""
     address, client = cluster
     root = _copy(classroom, tmp_path / "course")
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    faults({"ada": ("hold", {"folder": str(hold)})})
     proc = subprocess.Popen([sys.executable, "-m", "grader", "grade", "--root", str(root),
                              "-q", "--cluster", address], cwd=REPO, env=_env(db_url),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -254,9 +257,13 @@ def test_a_worker_killed_mid_grading(cluster, classroom, reference, db_url, tmp_
                 grading = client.processing([worker_address])[worker_address]
                 break
         time.sleep(0.1)
-    assert victim, "no worker was seen running a kernel"
+    if victim is None:
+        (hold / "release").touch()  # the run ends, and says what it did
+        out, err = proc.communicate(timeout=600)
+        pytest.fail(f"no worker was seen running a kernel; the run said:\n{out}{err}")
     os.kill(victim, signal.SIGKILL)
     killed_at = time.time()
+    (hold / "release").touch()
     out, err = proc.communicate(timeout=1200)
     assert proc.returncode == 0, out + err
     time.sleep(1)  # the kernel's sandbox dies with its worker, not later
@@ -269,6 +276,7 @@ def test_a_worker_killed_mid_grading(cluster, classroom, reference, db_url, tmp_
                             f"gradable {sum(r['status'] == 'not graded' for r in want)}")
     state = json.loads((root / "grader" / "grading_state.json").read_text())["submissions"]
     assert sorted(state) == sorted(f"{s}/{a}" for s, a in read_grades(reference))
+    assert len(grading) == 1, grading  # one notebook at a time per worker
     [task] = grading  # "grade <student>/<assignment> <run>"
     assert state[task.split()[1]]["ran"][0] > killed_at, (task, state[task.split()[1]])
 
@@ -318,12 +326,14 @@ def test_two_assignments_of_a_student_graded_at_the_same_moment(
 
 def test_the_graders_own_failures_are_retried_never_graded(
         cluster, classroom, reference, faults, tmp_path):
-    """ada's jobs fail every time (an exception in the grader), bob's fail once, the
-    corrupt notebook's worker has another course: bob is graded as in the reference;
-    ada and corrupt get no grade, no feedback and no digest, and the run says so."""
+    """ada's jobs fail every time (an exception in the grader), bob's 00_demo fails
+    once, the kernel of bob's 01_backprop cannot start once, the corrupt notebook's
+    worker has another course: bob is graded as in the reference; ada and corrupt get
+    no grade, no feedback and no digest, and the run says so."""
     address, _ = cluster
     root = _copy(classroom, tmp_path / "course")
-    faults({"ada": ("fail", {}), "bob": ("fail-first", {}), "corrupt": ("mismatch", {})})
+    faults({"ada": ("fail", {}), "bob/00_demo": ("fail-first", {}),
+            "bob/01_backprop": ("no-kernel-first", {}), "corrupt": ("mismatch", {})})
     proc = run_grade(root, "--cluster", address)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "3 submissions were not graded because of the grader's own failures" in proc.stderr

@@ -22,6 +22,9 @@
   large) gets a ``[budget exceeded: ...]`` line naming the budget;
 * the iopub timeout that makes stock nbgrader abort a notebook is only a warning here.
 * after the last cell the kernel is killed, not asked to shut down (nothing waits for it).
+* a kernel that cannot start at all is the grader's failure, never the submission's (the
+  kernelspec is built by the sandbox and no student code has run yet): it is noted in
+  ``START_FAILURES`` and ``grader.worker.grade`` raises, so the notebook is tried again.
 """
 from __future__ import annotations
 
@@ -37,6 +40,8 @@ from traitlets import Bool, Enum, Float, Integer
 from nbgrader.preprocessors import Execute
 
 from .kernel import SandboxKernelManager
+
+START_FAILURES: list[str] = []  # this process's kernels that could not start (see above)
 
 TIMEOUT_ENAME = "CellTimeoutError"
 _COUNTED = {"stream", "display_data", "execute_result", "update_display_data", "clear_output"}
@@ -247,6 +252,7 @@ class SandboxedExecute(Execute):
                 self._start_kernel()
             except Exception as e:  # noqa: BLE001
                 broken = f"the grading kernel could not start ({type(e).__name__}: {e})"
+                START_FAILURES.append(broken)
             for index, cell in enumerate(self.nb.cells):
                 if cell.cell_type != "code" or not cell.source.strip():
                     continue
