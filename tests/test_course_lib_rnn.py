@@ -47,8 +47,15 @@ def test_bptt_matches_central_differences(problem):
         return rnn.bptt(p, xs, targets, h0, activation, loss, mode)[0]
 
     assert value == loss_of(params)
-    report = check_gradients(loss_of, params, grads)
-    assert report.passed(TOL), str(report)
+    numeric = numerical_gradient(loss_of, params)
+    # A central difference carries rounding noise of about machine epsilon * |loss| / step
+    # (~1e-10 here): a gradient that small (e.g. W_hh behind a W_hy of 0.009) cannot be
+    # checked to TOL relative to itself, only to within that noise.
+    noise = 10 * np.finfo(float).eps * max(1.0, abs(value)) / 1e-6
+    for name in params:
+        err = np.max(np.abs(grads[name] - numeric[name]))
+        scale = max(np.max(np.abs(grads[name])), np.max(np.abs(numeric[name])))
+        assert err <= TOL * scale + noise, (name, err, scale, rel_error(grads[name], numeric[name]))
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
