@@ -141,7 +141,7 @@ def main() -> None:
     if seq:
         print(f"speed-up vs sequential        : {seq / par:7.2f}x  (target >= 1.8x on 2 cores)")
     # the cluster's cost against a local pool with as many workers, in alternating
-    # rounds (one pair of runs differs by up to 10 % on a shared 2-core machine)
+    # rounds (one pair of runs differed by up to 15 % on a shared 2-core machine)
     pools, dasks = [], []
     for _ in range(args.rounds):
         for runs, flags in ((pools, ["-j", "2"]), (dasks, ["--local-cluster", "2"])):

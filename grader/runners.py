@@ -182,7 +182,7 @@ class LocalDaskCluster:
         # system monitor, both for a dashboard this run does not start; no work stealing
         # (the coordinator sends only as many notebooks as there are slots); Dask's
         # 20 ms and 100 ms timers at 1 s (idle, the cluster used 0.92 s of CPU in 20 s,
-        # now 0.14 s). The workers are forked from a server process that has imported
+        # now 0.13 s). The workers are forked from a server process that has imported
         # the grading modules (spawned, each imported them itself).
         with dask.config.set({"distributed.worker.profile.enabled": False,
                               "distributed.admin.system-monitor.interval": "1h",

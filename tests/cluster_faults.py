@@ -87,7 +87,6 @@ class Faults(WorkerPlugin):
         from nbgrader.api import Gradebook
 
         from grader import worker as grading
-
         from grader.sandbox.execute import SandboxedExecute
 
         grading.grader_for = _unwrapped(grading.grader_for)
@@ -112,14 +111,19 @@ def _strike(action: str, job, tried: set, **_options) -> None:
 def _meet(job, folder: str, expect: int) -> None:
     arrived = Path(folder)
     (arrived / f"{job.assignment}.arrived").touch()
-    deadline = time.monotonic() + 60
-    while len(list(arrived.glob("*.arrived"))) < expect and time.monotonic() < deadline:
-        time.sleep(0.01)
-    met = len(list(arrived.glob("*.arrived"))) >= expect
+    met = _wait_until(lambda: len(list(arrived.glob("*.arrived"))) >= expect)
     (arrived / f"{job.assignment}.{'met' if met else 'alone'}").touch()
 
 
 def _hold(folder: str) -> None:
-    deadline = time.monotonic() + 60
-    while not (Path(folder) / "release").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_until((Path(folder) / "release").exists)
+
+
+def _wait_until(condition, seconds: float = 60) -> bool:
+    """Poll ``condition`` until it holds or ``seconds`` have passed; whether it held."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True

@@ -47,11 +47,12 @@ def test_bptt_matches_central_differences(problem):
         return rnn.bptt(p, xs, targets, h0, activation, loss, mode)[0]
 
     assert value == loss_of(params)
-    numeric = numerical_gradient(loss_of, params)
+    step = 1e-6
+    numeric = numerical_gradient(loss_of, params, eps=step)
     # A central difference carries rounding noise of about machine epsilon * |loss| / step
     # (~1e-10 here): a gradient that small (e.g. W_hh behind a W_hy of 0.009) cannot be
     # checked to TOL relative to itself, only to within that noise.
-    noise = 10 * np.finfo(float).eps * max(1.0, abs(value)) / 1e-6
+    noise = 10 * np.finfo(float).eps * max(1.0, abs(value)) / step
     for name in params:
         err = np.max(np.abs(grads[name] - numeric[name]))
         scale = max(np.max(np.abs(grads[name])), np.max(np.abs(numeric[name])))
