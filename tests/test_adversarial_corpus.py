@@ -4,13 +4,19 @@ time on one machine: as the user running the tests (root in CI) and as an ordina
 user (created with useradd when the tests run as root) on a copy of the course and
 of the code that this user owns.
 
-For every submission of tests/fixtures/adversarial/corpus.py, in both runs: the
-autograded score it deserves (0 for the functions it attacks with, full for its
-honest rest) and a clear line in its feedback. For each run: the course tree and a
-canary folder outside it are unchanged (contents, modes, owners) apart from the
-grader's own output folders, nothing but the notebook is left in any autograded
-folder, the salt appears in no output, no connection reached a listening socket,
-the gradebook passes SQLite's integrity check; the two runs give the same grades.
+The user running the tests grades every submission of tests/fixtures/adversarial/
+corpus.py. The ordinary user grades the submissions whose containment depends on who
+runs the grader (``BY_USER``: reading and writing files, links, the salt, processes,
+disk, network); the others attack the grader's logic (patched checks, edited test
+cells, time limits, broken notebooks), which is the same code for every user.
+
+For every submission of a run: the autograded score it deserves (0 for the functions
+it attacks with, full for its honest rest) and a clear line in its feedback. For each
+run: the course tree and a canary folder outside it are unchanged (contents, modes,
+owners) apart from the grader's own output folders, nothing but the notebook is left
+in any autograded folder, the salt appears in no output, no connection reached a
+listening socket, the gradebook passes SQLite's integrity check; the two runs give the
+same grades to the submissions they share.
 Cell timeout 8 s (COURSE_CELL_TIMEOUT) to keep the runs short.
 """
 from __future__ import annotations
@@ -36,6 +42,14 @@ REPO = Path(__file__).resolve().parent.parent
 ADV = REPO / "tests" / "fixtures" / "adversarial"
 A = "90_adv"
 USER = "bptt-grader"  # the ordinary user the tests create when they run as root
+# what the ordinary user grades: the honest controls (honest-1's and honest-2's files are
+# targets of the attacks) and every attack whose reach depends on the user's rights
+# (files, links, the salt, the process limit, which root does not have, home and
+# scratch folders, the network)
+BY_USER = {"honest-1", "honest-2", "read-secrets", "write-outside", "plant-links",
+           "records-and-cases", "steal-salt", "folder-links", "notebook-link",
+           "import-reference-any-route", "fork-bomb", "disk-fill", "fill-socket-folder",
+           "network"}
 
 ENV = grader_env(ADV, registry="adv_registry", COURSE_CELL_TIMEOUT="8",
                  COURSE_NOTEBOOK_TIMEOUT="90")
@@ -47,7 +61,8 @@ OUTPUT = {"grader/autograded", "grader/feedback", "grader/verdicts", "grader/rep
 
 OUTPUT |= {"grader/similarity.json", "grader/similarity.tmp",  # the grader's flags,
            "grader/intake.json", "grader/intake.tmp", "grader/export"}  # LMS in and out
-OUTPUT |= {"grader/template.db", "grader/template.db-journal"}  # the workers' blank gradebook
+OUTPUT |= {"grader/template.db", "grader/template.db-journal",  # the workers' blank
+           "grader/template.key"}  # gradebook and what it was made from
 
 
 def tree_digest(root: Path, skip=()) -> dict[str, str]:
@@ -135,8 +150,9 @@ def _canary(folder: Path) -> Path:
     return folder
 
 
-def _build_course(root: Path, code: Path, canary: Path, port: int, env: dict):
-    """A scratch course at ``root`` with the corpus submitted: {student: Case}."""
+def _build_course(root: Path, code: Path, canary: Path, port: int, env: dict, only=None):
+    """A scratch course at ``root`` with the corpus submitted (the students in ``only``,
+    if given): {student: Case}."""
     sys.path.insert(0, str(ADV))
     try:
         import build_source
@@ -151,7 +167,11 @@ def _build_course(root: Path, code: Path, canary: Path, port: int, env: dict):
                    cwd=REPO, env=env, check=True, capture_output=True)
     solved = synthetic.solved(root / "solutions" / A / f"{A}.ipynb",
                               root / "exercises" / A / f"{A}.ipynb")
-    return corpus.build(root, solved, port, code, canary)
+    cases = corpus.build(root, solved, port, code, canary)
+    for student in set(cases) - set(only or cases):
+        shutil.rmtree(root / "grader" / "submitted" / student)
+        del cases[student]
+    return cases
 
 
 def _grade_cmd(python: str, root: Path) -> list[str]:
@@ -194,7 +214,8 @@ def graded(tmp_path_factory):
     user_root = home / "course"
     user_root.mkdir()
     user_canary = _canary(home / "canary")
-    user_cases = _build_course(user_root, code, user_canary, port, ENV)
+    user_cases = _build_course(user_root, code, user_canary, port, ENV, only=BY_USER)
+    assert set(user_cases) == BY_USER, set(user_cases) ^ BY_USER
 
     root = tmp_path_factory.mktemp("advcourse")
     canary = _canary(tmp_path_factory.mktemp("canary"))
@@ -263,8 +284,9 @@ def test_each_submission_gets_the_score_it_deserves(graded, run):
 def test_both_runs_give_the_same_grades(graded):
     """Two runs by two users on two copies with the same salt agree."""
     main, user = (grades(graded["runs"][k]["root"]) for k in RUNS)
+    assert set(user) == BY_USER
     cols = ("score", "auto_score", "status")
-    assert {s: [r[c] for c in cols] for s, r in main.items()} == {
+    assert {s: [r[c] for c in cols] for s, r in main.items() if s in BY_USER} == {
         s: [r[c] for c in cols] for s, r in user.items()}
 
 
@@ -342,9 +364,8 @@ def test_gradebook_integrity(graded, run):
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-@pytest.mark.parametrize("run", RUNS)
-def test_autograded_notebooks_stay_small(graded, run):
-    root = graded["runs"][run]["root"]
+def test_autograded_notebooks_stay_small(graded):
+    root = graded["runs"]["main"]["root"]
     for s in ("huge-output-lines", "huge-output-nonewline", "output-flood-cells"):
         nb = root / "grader" / "autograded" / s / A / f"{A}.ipynb"
         assert nb.stat().st_size < 1_500_000, (s, nb.stat().st_size)

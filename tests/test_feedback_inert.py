@@ -534,3 +534,15 @@ def test_compiled_templates_follow_their_source():
     assert render("A{{ x }}") == "A1"
     assert render("B{{ x }}") == "B1"
     assert render("A{{ x }}") == "A1" and len(cache.compiled) == 1
+
+
+def test_every_image_gets_an_alt_text():
+    """An image without alt text gets nbconvert's words from the sanitizer (the feedback
+    exporter skips nbconvert's own pass that added them); an image's own text stays."""
+    from grader import inert
+
+    png = "data:image/png;base64,iVBORw0KGgo="
+    bare = inert.clean_body(f'<p><img src="{png}"></p>')
+    assert f'alt="{inert.NO_ALT_TEXT}"' in bare, bare
+    own = inert.clean_body(f'<img alt="loss per step" src="{png}">')
+    assert 'alt="loss per step"' in own and inert.NO_ALT_TEXT not in own, own

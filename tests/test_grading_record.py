@@ -170,9 +170,10 @@ def test_a_new_gradebook_is_the_one_nbgrader_makes(course, tmp_path, monkeypatch
 
     root = tmp_path / "course"
     shutil.copytree(course, root, ignore=shutil.ignore_patterns("*.db", "backup"))
-    pipeline.template_gradebook(root, [A], {})
+    pipeline.template_gradebook(root, [A])
     ours = _rows_but_ids(root / "grader" / pipeline.TEMPLATE_FILE)
     monkeypatch.setattr(gradebook, "new_sqlite", lambda db: None)  # nbgrader alone
-    pipeline.template_gradebook(root, [A], {})
+    (root / "grader" / pipeline.TEMPLATE_KEY).unlink()  # made again
+    pipeline.template_gradebook(root, [A])
     assert ours == _rows_but_ids(root / "grader" / pipeline.TEMPLATE_FILE)
     assert ours["alembic_version"][1] and ours["grade_cells"][1]

@@ -155,10 +155,19 @@ def record_files(record_dir: str) -> list[str]:
 
 
 @lru_cache(maxsize=1)
+def _site_layout() -> tuple[list[str], list[str]]:
+    """(site dirs to cover, allowed entries), once per process."""
+    return views.site_binds()
+
+
+@lru_cache(maxsize=1)
+def _course_lib_view(run_dir: str) -> str:
+    return views.course_lib_view(os.path.join(run_dir, "views"))
+
+
 def _sandbox_layout() -> tuple[str, list[str], list[str]]:
-    """(course_lib view folder, site dirs to cover, allowed entries), once per process."""
-    covered, entries = views.site_binds()
-    return views.course_lib_view(os.path.join(run_root(), "views")), covered, entries
+    """(course_lib view folder of this run, site dirs to cover, allowed entries)."""
+    return (_course_lib_view(run_root()), *_site_layout())
 
 
 @lru_cache(maxsize=1)
@@ -173,6 +182,14 @@ def _font_cache() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return os.path.join(out, sorted(names)[-1]) if names else None
+
+
+def warm_up() -> None:
+    """Work out which site folders the sandbox covers and matplotlib's font list in this
+    process now: the local pool's workers, forked from it later, inherit both (each
+    worker had spent 1.3 s of CPU on them)."""
+    _site_layout()
+    _font_cache()
 
 
 def _kernel_at_least(major: int, minor: int) -> bool:
