@@ -66,12 +66,13 @@ _FORKSERVER = "forkserver" if sys.platform.startswith("linux") else "spawn"
 
 
 def _preload_forkserver() -> None:
-    """Have Dask's forkserver (started with the first worker) import ``PRELOAD``."""
+    """Have Dask's forkserver (started with the first worker) import ``PRELOAD`` and
+    warm the sandbox up (``grader.sandbox.warm``) before it forks the workers."""
     from distributed.utils import get_mp_context
 
     ctx = get_mp_context()  # Dask's own preload list is set here, once
     if _FORKSERVER == "forkserver":
-        ctx.set_forkserver_preload(["distributed", *PRELOAD])
+        ctx.set_forkserver_preload(["distributed", *PRELOAD, "grader.sandbox.warm"])
 
 
 def local_pool(jobs: list, template, n_workers: int):

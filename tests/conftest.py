@@ -1,9 +1,10 @@
 """Fixtures shared by several test files: the book is built once per session, one
 Chromium and one PostgreSQL server serve the whole session.
 
-`make test` runs the test files on every core (pytest-xdist, ``--dist loadfile``): each
-file runs whole on one worker, so its module fixtures (a graded class) are made once;
-the built book is used by tests/test_book.py alone, so it is built once."""
+`make test` runs the test files in one process more than there are cores (pytest-xdist,
+``--dist loadfile``): each file runs whole on one worker, so its module fixtures (a
+graded class) are made once; the built book is used by tests/test_book.py alone, so it
+is built once."""
 from __future__ import annotations
 
 import sys

@@ -3,7 +3,8 @@
 The book is built once per session exactly as `make book` builds it (tools/build_book.py),
 from a copy of its sources in a temporary folder (the repository's own _build/ is neither
 used nor touched), served from 127.0.0.1 by a thread of this process, and every page of
-_toc.yml is opened in headless Chromium (Debian's package, driven by Playwright). Two
+_toc.yml is opened once in headless Chromium (Debian's package, driven by Playwright), at
+1280 px and then narrowed to 390 px (``visit``). Two
 scratch books in tmp_path check that the build really fails on a failing cell and on a
 Sphinx warning.
 
@@ -159,11 +160,29 @@ class NetworkWatch:
 PAGES = [f"{document}.html" for document in toc_documents()] + ["search.html?q=gradient"]
 
 
-@pytest.mark.parametrize("page_path", PAGES)
-def test_page_renders_offline_in_chromium(page_path, server, browser):
-    url = f"{server}/{page_path}"
+@pytest.fixture(scope="session")
+def visit(server, browser):
+    """A callable: what the browser checks read on a page of the book (``page_path``,
+    relative to the site), from one visit per page, memoized. The page is opened at
+    1280 x 900 px with every request watched: ``problems`` (requests outside the book,
+    failed requests, console and JavaScript errors, math not rendered, raw ``$$``,
+    images or downloads that do not load, a network that never goes quiet), ``numbers``
+    (chapter and equation numbers), ``wide`` (display math wider than its column); then
+    the same page is narrowed to 390 x 844 px, as a phone shows it: ``sideways`` (how
+    far it scrolls sideways, and what is too wide)."""
+    seen: dict = {}
+
+    def read(page_path: str) -> dict:
+        if page_path not in seen:
+            seen[page_path] = _visit(browser, f"{server}/{page_path}", server)
+        return seen[page_path]
+
+    return read
+
+
+def _visit(browser, url: str, server: str) -> dict:
     problems: list[str] = []
-    context = browser.new_context()
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(PAGE_TIMEOUT_MS)
 
@@ -211,9 +230,20 @@ def test_page_renders_offline_in_chromium(page_path, server, browser):
         if not network.settled(PAGE_TIMEOUT_MS / 1000):
             problems.append(f"the page's network never went quiet; unanswered requests: "
                             f"{network.unanswered()}")
+        found = {"problems": problems, "numbers": page.evaluate(CHAPTER_NUMBERS_JS),
+                 "wide": page.evaluate(WIDE_MATH_JS)}
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.evaluate("() => new Promise(done => requestAnimationFrame(() => "
+                      "requestAnimationFrame(done)))")  # laid out again at the new size
+        found["sideways"] = page.evaluate(SIDEWAYS_SCROLL_JS)
+        return found
     finally:
         context.close()
 
+
+@pytest.mark.parametrize("page_path", PAGES)
+def test_page_renders_offline_in_chromium(page_path, visit):
+    problems = visit(page_path)["problems"]
     assert not problems, f"{page_path}:\n  " + "\n  ".join(problems)
 
 
@@ -356,17 +386,6 @@ def numbered_chapters(toc_file: Path = REPO / "_toc.yml") -> list[str]:
             for chapter in part["chapters"]]
 
 
-def open_page(browser, url: str, width: int, height: int = 900):
-    """A page at the given viewport size, loaded and with MathJax done."""
-    context = browser.new_context(viewport={"width": width, "height": height})
-    page = context.new_page()
-    page.set_default_timeout(PAGE_TIMEOUT_MS)
-    page.goto(url, wait_until="load")
-    page.evaluate("async () => { if (window.MathJax && MathJax.startup) "
-                  "await MathJax.startup.promise; }")
-    return context, page
-
-
 CHAPTER_NUMBERS_JS = """() => {
     const heading = document.querySelector('article h1');
     const number = heading && heading.querySelector('.section-number');
@@ -397,31 +416,12 @@ SIDEWAYS_SCROLL_JS = """() => ({
 })"""
 
 
-@pytest.fixture(scope="session")
-def at_1280px(server, browser):
-    """A callable: what the 1280 px checks read on a page of the book (chapter and
-    equation numbers, display math wider than its column), from one visit per page."""
-    seen: dict = {}
-
-    def measure(document: str) -> dict:
-        if document not in seen:
-            context, page = open_page(browser, f"{server}/{document}.html", 1280)
-            try:
-                seen[document] = {"numbers": page.evaluate(CHAPTER_NUMBERS_JS),
-                                  "wide": page.evaluate(WIDE_MATH_JS)}
-            finally:
-                context.close()
-        return seen[document]
-
-    return measure
-
-
-def test_chapters_are_numbered_with_per_chapter_equation_numbers(at_1280px):
+def test_chapters_are_numbered_with_per_chapter_equation_numbers(visit):
     chapters = numbered_chapters()
     assert len(chapters) >= 5, f"_toc.yml numbers too few chapters: {chapters}"
     problems = []
     for number, document in enumerate(chapters, start=1):
-        found = at_1280px(document)["numbers"]
+        found = visit(f"{document}.html")["numbers"]
         if found["heading"] != f"{number}.":
             problems.append(f"{document}: heading number {found['heading']!r}, "
                             f"expected '{number}.'")
@@ -432,20 +432,16 @@ def test_chapters_are_numbered_with_per_chapter_equation_numbers(at_1280px):
 
 
 @pytest.mark.parametrize("document", toc_documents())
-def test_no_display_math_wider_than_its_column_at_1280px(document, at_1280px):
-    wide = at_1280px(document)["wide"]
+def test_no_display_math_wider_than_its_column_at_1280px(document, visit):
+    wide = visit(f"{document}.html")["wide"]
     assert not wide, f"{document}: display math wider than the text column:\n  " + \
         "\n  ".join(f"{m['id'] or m['text']!r}: {m['needed']} px in {m['available']} px"
                     for m in wide)
 
 
 @pytest.mark.parametrize("document", toc_documents())
-def test_no_page_scrolls_sideways_at_390px(document, server, browser):
-    context, page = open_page(browser, f"{server}/{document}.html", 390, 844)
-    try:
-        found = page.evaluate(SIDEWAYS_SCROLL_JS)
-    finally:
-        context.close()
+def test_no_page_scrolls_sideways_at_390px(document, visit):
+    found = visit(f"{document}.html")["sideways"]
     assert found["page"] <= 0, (
         f"{document} scrolls sideways by {found['page']} px on a 390 px screen; "
         f"too wide: {found['culprits']}")
