@@ -33,7 +33,6 @@ hash: the next run grades it again.
 """
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import functools
 import hashlib
@@ -291,15 +290,12 @@ def _grade(root, t0, runner, zip_path, assignment, progress, force, roster, log)
         else:
             todo.append(t)
     log(f"{len(tasks)} submissions: {len(todo)} to grade, {len(summary.skipped)} unchanged")
+    if todo:
+        _run_tasks(root, todo, runner, state, state_path, fps, summary, progress)
     from . import report, similarity
 
     present = {(t.student, t.assignment) for t in tasks}
-    # the submissions are compared while they are graded (it needs no grade)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        compared = pool.submit(similarity.analyse, root, present)
-        if todo:
-            _run_tasks(root, todo, runner, state, state_path, fps, summary, progress)
-        compared.result()
+    similarity.analyse(root, present)
     report.write_grades_csv(root, present, state)
     report.write_report(root, present)
     summary.seconds = time.perf_counter() - t0
