@@ -153,6 +153,21 @@ class SandboxedExecute(Execute):
         if hasattr(self.km, "mark_processes"):
             self.km.mark_processes()
 
+    def _start_kernel_retrying(self) -> None:
+        """``_start_kernel``, once more after a pause if CPython raised SystemError. In
+        Python 3.11 all threads share the AST constructor's state (python/cpython#106905):
+        in a Dask worker, the thread that reports a failed task formats its traceback
+        with ``ast`` while this one starts the next kernel (traitlets reads values with
+        ``ast.literal_eval``), and the start fails with "AST constructor recursion depth
+        mismatch"; each failure's report could then break the next try."""
+        try:
+            self._start_kernel()
+        except SystemError as exc:
+            self.log.warning("sandbox: kernel start failed (%s); trying once more", exc)
+            self._stop_kernel()
+            time.sleep(1)
+            self._start_kernel()
+
     def _stop_kernel(self) -> None:
         if self.km is None:
             return
@@ -249,7 +264,7 @@ class SandboxedExecute(Execute):
         broken: str | None = None
         try:
             try:
-                self._start_kernel()
+                self._start_kernel_retrying()
             except Exception as e:  # noqa: BLE001
                 broken = f"the grading kernel could not start ({type(e).__name__}: {e})"
                 START_FAILURES.append(broken)
