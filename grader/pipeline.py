@@ -239,16 +239,16 @@ def grade(root: Path | str | None = None, workers: int | None = None, zip_path=N
             raise GradingError(f"cannot grade safely here, so nothing was graded: "
                                f"{why}. (Only for trusted submissions: --no-sandbox runs "
                                "student code with your rights.)")
+        if not (cluster or local_cluster):
+            from .sandbox import kernel
+
+            kernel.warm_up()
     else:
         log("WARNING: grading WITHOUT the sandbox (--no-sandbox): student code runs with "
             "your rights and can read or change your files; grades.csv and the report say so")
     os.environ["COURSE_SANDBOX"] = "1" if sandbox else "0"
     os.environ["COURSE_ROOT"] = str(root)
     os.environ["COURSE_RUN_DIR"] = make_run_root()
-    if sandbox and not (cluster or local_cluster):
-        from .sandbox import kernel
-
-        kernel.warm_up()
     try:
         with start_runner(workers, cluster, local_cluster) as runner, \
                 gradebook.protected(root, root / "grader" / STATE_FILE, log=log):
