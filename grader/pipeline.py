@@ -329,7 +329,7 @@ def template_gradebook(root: Path, assignments: list[str]) -> worker.Template:
     if made_from != key or gradebook.problem(path):
         with tempfile.TemporaryDirectory(prefix=".template-", dir=path.parent) as tmp:
             db = Path(tmp) / "gradebook.db"
-            gradebook.new_sqlite(db)
+            gradebook.new_gradebook(f"sqlite:///{db}")
             _generate(root, assignments, {
                 "release_directory": str(Path(tmp) / "release"), "db_url": f"sqlite:///{db}"})
             key_path.unlink(missing_ok=True)  # no key beside a template being replaced

@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from . import nbapi
+from . import gradebook, nbapi
 
 
 def release(root=None, release_dir=None, assignments=None, log=print) -> list[str]:
@@ -17,7 +17,9 @@ def release(root=None, release_dir=None, assignments=None, log=print) -> list[st
     if not assignments:
         raise SystemExit(f"no source notebooks solutions/<a>/<a>.ipynb in {root}")
     with tempfile.TemporaryDirectory(prefix="bptt-release-db-") as tmp:
-        overrides = {"CourseDirectory": {"db_url": "sqlite:///" + os.path.join(tmp, "gb.db")}}
+        db_url = "sqlite:///" + os.path.join(tmp, "gb.db")
+        gradebook.new_gradebook(db_url)
+        overrides = {"CourseDirectory": {"db_url": db_url}}
         if release_dir:
             overrides["CourseDirectory"]["release_directory"] = os.path.abspath(release_dir)
         api = nbapi.make_api(root, overrides)

@@ -172,7 +172,7 @@ def test_a_new_gradebook_is_the_one_nbgrader_makes(course, tmp_path, monkeypatch
     shutil.copytree(course, root, ignore=shutil.ignore_patterns("*.db", "backup"))
     pipeline.template_gradebook(root, [A])
     ours = _rows_but_ids(root / "grader" / pipeline.TEMPLATE_FILE)
-    monkeypatch.setattr(gradebook, "new_sqlite", lambda db: None)  # nbgrader alone
+    monkeypatch.setattr(gradebook, "new_gradebook", lambda url: None)  # nbgrader alone
     (root / "grader" / pipeline.TEMPLATE_KEY).unlink()  # made again
     pipeline.template_gradebook(root, [A])
     assert ours == _rows_but_ids(root / "grader" / pipeline.TEMPLATE_FILE)
