@@ -173,15 +173,24 @@ def _sandbox_layout() -> tuple[str, list[str], list[str]]:
 @lru_cache(maxsize=1)
 def _font_cache() -> str | None:
     """matplotlib's font list, built once outside: a kernel that imports matplotlib
-    neither rebuilds it (slow) nor warns on stderr (a failure for nbgrader)."""
+    neither rebuilds it (slow) nor warns on stderr (a failure for nbgrader). Found in
+    this process, which imports matplotlib for the report anyway; importing its
+    font_manager builds the list where there is none yet."""
     try:
-        out = subprocess.run([sys.executable, "-c", "import matplotlib, matplotlib.font_manager;"
-                              "print(matplotlib.get_cachedir())"], capture_output=True,
-                             text=True, timeout=120).stdout.strip()
-        names = [n for n in os.listdir(out) if n.startswith("fontlist") and n.endswith(".json")]
-    except (OSError, subprocess.SubprocessError):
+        import matplotlib
+
+        folder = matplotlib.get_cachedir()
+        names = _font_lists(folder)
+        if not names:
+            import matplotlib.font_manager  # noqa: F401 - writes the list
+            names = _font_lists(folder)
+    except (ImportError, OSError):
         return None
-    return os.path.join(out, sorted(names)[-1]) if names else None
+    return os.path.join(folder, names[-1]) if names else None
+
+
+def _font_lists(folder: str) -> list[str]:
+    return sorted(n for n in os.listdir(folder) if n.startswith("fontlist") and n.endswith(".json"))
 
 
 def warm_up() -> None:
