@@ -20,6 +20,7 @@ grades.csv and a section of the report with the two answers side by side.
 from __future__ import annotations
 
 import copy
+import hashlib
 import html
 import io
 import itertools
@@ -33,6 +34,8 @@ THRESHOLD = 0.6
 MIN_OVERLAP = 120
 NOISE_CHARS = 25      # copydetect's k: shorter shared stretches are noise
 RESULT_FILE = "similarity.json"
+# course_lib's modules tokenised, by source: tokenising is the slow part of a run
+CACHE_FILE = "similarity-cache.json"
 
 
 def answer_code(path: Path) -> str:
@@ -50,10 +53,10 @@ def fingerprint(name: str, code: str, boilerplate=()):
 
 
 def without(fp, boilerplate):
-    """``fp`` (a ``fingerprint`` made with no boilerplate) with the ``boilerplate`` hashes
-    left out: what ``fingerprint`` with that boilerplate gives, by copydetect's own code,
-    without tokenising the source again (the slow part; course_lib is tokenised once
-    per run, not once per assignment)."""
+    """``fp`` (a ``fingerprint`` made with no boilerplate, or its tokenised text alone)
+    with the ``boilerplate`` hashes left out: what ``fingerprint`` with that boilerplate
+    gives, by copydetect's own code, without tokenising the source again (the slow part;
+    course_lib is tokenised once, not once per assignment or per run)."""
     from copydetect.utils import get_document_fingerprints, get_token_coverage
 
     out = copy.copy(fp)
@@ -81,11 +84,46 @@ def library_sources(root: Path) -> dict[str, str]:
     return {f"course_lib/{p.name}": p.read_text(encoding="utf-8") for p in sorted(lib.glob("*.py"))}
 
 
+def library_fingerprints(root: Path) -> dict:
+    """{"course_lib/<module>.py": fingerprint} of the course root's library, each with
+    only its tokenised text and the text's offsets in the source (``without`` adds the
+    hashes). Both are kept in grader/similarity-cache.json under a digest of the
+    module's source and of how it was tokenised: a run tokenises only what changed."""
+    import types
+
+    import numpy as np
+    from copydetect import __version__
+
+    path = root / "grader" / CACHE_FILE
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cached = {}
+    cached = cached if isinstance(cached, dict) else {}
+    fresh, library = {}, {}
+    for name, source in library_sources(root).items():
+        key = hashlib.sha256(f"{__version__} {NOISE_CHARS}\n{source}".encode()).hexdigest()
+        entry = cached.get(key)
+        if not (isinstance(entry, dict) and isinstance(entry.get("text"), str)
+                and isinstance(entry.get("offsets"), list)):
+            fp = fingerprint(name, source)
+            entry = {"text": fp.filtered_code, "offsets": np.asarray(fp.offsets).tolist()}
+        fresh[key] = entry
+        library[name] = types.SimpleNamespace(
+            filtered_code=entry["text"], k=NOISE_CHARS,
+            offsets=np.array(entry["offsets"], dtype=np.int64).reshape(-1, 2))
+    if fresh != cached:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(fresh))
+        os.replace(tmp, path)
+    return library
+
+
 def analyse(root: Path, present: set) -> dict:
     """Compare every submission of ``present`` ({(student, assignment)}); writes and
     returns {assignment: [flagged pair, ...]}, each pair a dict with ``a`` (a student
     or a course_lib file), ``b`` (a student), ``share`` (of the copying side), ``overlap``."""
-    library = {name: fingerprint(name, src) for name, src in library_sources(root).items()}
+    library = library_fingerprints(root)
     flagged: dict[str, list] = {}
     by_assignment: dict[str, list] = {}
     for student, assignment in sorted(present):

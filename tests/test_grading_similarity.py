@@ -179,16 +179,31 @@ def test_malformed_notebooks_are_read_as_empty(tmp_path):
     assert similarity.answer_code(link) == ""
 
 
-def test_library_fingerprints_without_the_template_are_copydetects_own():
-    """course_lib is tokenised once and its template hashes removed per assignment:
-    the same hashes, positions and coverage as copydetect's fingerprint made with that
-    boilerplate, for every module and a template that shares code with them."""
+def test_library_fingerprints_without_the_template_are_copydetects_own(tmp_path):
+    """course_lib is tokenised once (kept in grader/similarity-cache.json) and its
+    template hashes removed per assignment: the same hashes, positions, coverage and
+    offsets as copydetect's fingerprint made with that boilerplate, for every module
+    and a template that shares code with them; from a fresh cache, from the cache the
+    first run wrote, and from a damaged one."""
+    import numpy as np
+
+    (tmp_path / "grader").mkdir()
+    shutil.copytree(REPO / "course_lib", tmp_path / "course_lib")
+    cache = tmp_path / "grader" / similarity.CACHE_FILE
     template = similarity.fingerprint("template", TEMPLATE + inspect.getsource(shutil.copy))
-    for name, source in similarity.library_sources(REPO).items():
-        plain = similarity.fingerprint(name, source)
-        mine, theirs = similarity.without(plain, template.hashes), similarity.fingerprint(
-            name, source, template.hashes)
-        assert mine.hashes == theirs.hashes, name
-        assert ({h: list(i) for h, i in mine.hash_idx.items()}
-                == {h: list(i) for h, i in theirs.hash_idx.items()}), name
-        assert mine.token_coverage == theirs.token_coverage, name
+    sources = similarity.library_sources(tmp_path)
+    for state in ("fresh", "cached", "damaged"):
+        if state == "damaged":
+            cache.write_text(cache.read_text().replace('"offsets": [[', '"offsets": 3, "x": [[', 1))
+        written = cache.read_text() if cache.exists() else None
+        library = similarity.library_fingerprints(tmp_path)
+        assert sorted(library) == sorted(sources)
+        assert state != "cached" or cache.read_text() == written  # read, not made again
+        for name, source in sources.items():
+            mine = similarity.without(library[name], template.hashes)
+            theirs = similarity.fingerprint(name, source, template.hashes)
+            assert mine.hashes == theirs.hashes, (state, name)
+            assert ({h: list(i) for h, i in mine.hash_idx.items()}
+                    == {h: list(i) for h, i in theirs.hash_idx.items()}), (state, name)
+            assert mine.token_coverage == theirs.token_coverage, (state, name)
+            assert np.array_equal(mine.offsets, theirs.offsets), (state, name)
