@@ -5,11 +5,11 @@ bubblewrap is available): the demo assignment of tests/fixtures/grading_demo and
 when they exist, the course's assignments (solutions/ + grader/exercises):
 
 * each solution submitted as-is -> full autograded marks;
-* the unmodified student notebook (the demo's and the first course assignment's)
-  -> zero, and the run does not crash;
-* one catalogued mistake (MISTAKE_SOURCES) per assignment -> exactly that function's
-  points lost, and its feedback names the mistake (every mistake is judged without a
-  kernel in test_grading_judge.py, test_fairness.py and test_selfcheck_agrees.py);
+* the unmodified student notebook and one catalogued mistake (MISTAKE_SOURCES), of
+  the demo and of the first course assignment: zero, and the run does not crash;
+  exactly that function's points lost, and its feedback names the mistake (every
+  mistake of every assignment is judged without a kernel in test_grading_judge.py,
+  test_fairness.py and test_selfcheck_agrees.py, on the same code path);
 * a few broken submissions (corrupt JSON, empty folder, cheats) -> zero for what they
   break, clear notes, the rest of the class graded.
 
@@ -73,11 +73,12 @@ def graded_class(tmp_path_factory):
         solved = synthetic.solved(sol, ex)
         synthetic.write_submission(root, "solution", a, solved)
         expected[("solution", a)] = (full[a], None)
-        if a in assignments[:2]:  # the demo's and one course notebook: one of a kind is enough
-            synthetic.write_submission(root, "unmodified", a, nbformat.read(ex, as_version=4))
-            expected[("unmodified", a)] = (0, None)
-        # one catalogued mistake per assignment end to end; every other one is judged
-        # without a kernel (test_grading_judge, test_fairness, test_selfcheck_agrees)
+        if a not in assignments[:2]:
+            continue  # the demo's and one course notebook: one of a kind is enough
+        synthetic.write_submission(root, "unmodified", a, nbformat.read(ex, as_version=4))
+        expected[("unmodified", a)] = (0, None)
+        # one catalogued mistake end to end; every other one is judged without a kernel
+        # (test_grading_judge, test_fairness, test_selfcheck_agrees)
         for key, source in [(k, s) for k, s in reg.MISTAKE_SOURCES.items() if k[0] == a][:1]:
             fn = synthetic.mistake_fn_name(key, source)
             mistake = key[-1]
