@@ -12,8 +12,8 @@ Five steps, each a function below:
    one process per core, and go into the cache; Sphinx then takes their outputs from
    it (it would run them one after the other). Each chapter's wall time and CPU time (its
    kernel's) are written to _build/chapter_runs.json: this build's record. A chapter that
-   fails beside another runs again alone (its error printed); one that fails alone too is
-   left to the build, which runs it again and reports the error.
+   fails beside another runs again alone (its error printed); one that fails alone (too)
+   is left to the build, which runs it again and reports the error.
 4. `run_jupyter_book`: `jupyter-book build SOURCE -W -n --keep-going`. Any Sphinx warning
    or nitpicky missing reference fails the build (all of them are listed first), and so
    does any cell error (`raise_on_error` in _config.yml).
@@ -221,12 +221,13 @@ def execute_stale_chapters(source: Path, build_dir: Path, jobs: int | None = Non
         timeout = config.get("timeout", 30)
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             done = list(pool.map(execute_chapter, stale, [timeout] * len(stale)))
-        failed = [path for path, *_, error in done if error is not None]
+        # a chapter that failed beside another runs again alone (one that ran alone
+        # already does not); one that fails alone is left to the build, which shows the error
+        failed = [path for path, *_, error in done if error is not None] if jobs > 1 else []
         for path, *_, error in done:
-            if error is not None:
+            if error is not None and failed:
                 print(f"  {path.relative_to(source).as_posix()} failed beside another chapter, "
                       f"runs again alone: {error.strip().splitlines()[-1][:300]}", flush=True)
-        # a chapter that fails alone too is left to the build, which shows the error
         done += [execute_chapter(path, timeout) for path in failed]
         for path, notebook, wall, cpu, error in done:
             if error is not None:
