@@ -19,6 +19,7 @@ grades.csv and a section of the report with the two answers side by side.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import html
@@ -26,6 +27,7 @@ import io
 import itertools
 import json
 import os
+import tempfile
 from pathlib import Path
 
 from .notebook_cells import nbgrader_cells
@@ -34,8 +36,13 @@ THRESHOLD = 0.6
 MIN_OVERLAP = 120
 NOISE_CHARS = 25      # copydetect's k: shorter shared stretches are noise
 RESULT_FILE = "similarity.json"
-# course_lib's modules tokenised, by source: tokenising is the slow part of a run
-CACHE_FILE = "similarity-cache.json"
+
+
+def cache_file() -> Path:
+    """Where course_lib's modules are kept tokenised, by source digest (tokenising is
+    the slow part of a run): the user's cache folder, shared by every course root."""
+    home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(home) / "bptt-course" / "similarity-library.json"
 
 
 def answer_code(path: Path) -> str:
@@ -87,14 +94,15 @@ def library_sources(root: Path) -> dict[str, str]:
 def library_fingerprints(root: Path) -> dict:
     """{"course_lib/<module>.py": fingerprint} of the course root's library, each with
     only its tokenised text and the text's offsets in the source (``without`` adds the
-    hashes). Both are kept in grader/similarity-cache.json under a digest of the
-    module's source and of how it was tokenised: a run tokenises only what changed."""
+    hashes). Both are kept in ``cache_file()`` under a digest of the module's source and
+    of how it was tokenised: a run tokenises only what no earlier run did (all of it
+    when the cache folder cannot be written)."""
     import types
 
     import numpy as np
     from copydetect import __version__
 
-    path = root / "grader" / CACHE_FILE
+    path = cache_file()
     try:
         cached = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -113,10 +121,26 @@ def library_fingerprints(root: Path) -> dict:
             filtered_code=entry["text"], k=NOISE_CHARS,
             offsets=np.array(entry["offsets"], dtype=np.int64).reshape(-1, 2))
     if fresh != cached:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(fresh))
-        os.replace(tmp, path)
+        _replace(path, json.dumps(fresh))
     return library
+
+
+def _replace(path: Path, text: str) -> None:
+    """Replace ``path`` by a file holding ``text`` (written beside it, then renamed: a
+    run beside this one never reads half a file); nothing if the folder cannot be
+    written (the next run tokenises again)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def analyse(root: Path, present: set) -> dict:

@@ -60,7 +60,6 @@ OUTPUT = {"grader/autograded", "grader/feedback", "grader/verdicts", "grader/rep
           "grader/downloaded", "grader/secret", "grader/backup"}
 
 OUTPUT |= {"grader/similarity.json", "grader/similarity.tmp",  # the grader's flags,
-           "grader/similarity-cache.json", "grader/similarity-cache.tmp",  # and its cache
            "grader/intake.json", "grader/intake.tmp", "grader/export"}  # LMS in and out
 OUTPUT |= {"grader/template.db", "grader/template.db-journal",  # the workers' blank
            "grader/template.key"}  # gradebook and what it was made from

@@ -179,17 +179,18 @@ def test_malformed_notebooks_are_read_as_empty(tmp_path):
     assert similarity.answer_code(link) == ""
 
 
-def test_library_fingerprints_without_the_template_are_copydetects_own(tmp_path):
-    """course_lib is tokenised once (kept in grader/similarity-cache.json) and its
-    template hashes removed per assignment: the same hashes, positions, coverage and
-    offsets as copydetect's fingerprint made with that boilerplate, for every module
-    and a template that shares code with them; from a fresh cache, from the cache the
-    first run wrote, and from a damaged one."""
+def test_library_fingerprints_without_the_template_are_copydetects_own(tmp_path, monkeypatch):
+    """course_lib is tokenised once (kept in the user's cache folder) and its template
+    hashes removed per assignment: the same hashes, positions, coverage and offsets as
+    copydetect's fingerprint made with that boilerplate, for every module and a
+    template that shares code with them; with no cache, from the cache the first run
+    wrote, and from a damaged one."""
     import numpy as np
 
-    (tmp_path / "grader").mkdir()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     shutil.copytree(REPO / "course_lib", tmp_path / "course_lib")
-    cache = tmp_path / "grader" / similarity.CACHE_FILE
+    cache = similarity.cache_file()
+    assert cache.is_relative_to(tmp_path / "cache")
     template = similarity.fingerprint("template", TEMPLATE + inspect.getsource(shutil.copy))
     sources = similarity.library_sources(tmp_path)
     for state in ("fresh", "cached", "damaged"):
@@ -199,6 +200,7 @@ def test_library_fingerprints_without_the_template_are_copydetects_own(tmp_path)
         library = similarity.library_fingerprints(tmp_path)
         assert sorted(library) == sorted(sources)
         assert state != "cached" or cache.read_text() == written  # read, not made again
+        assert [p.name for p in cache.parent.iterdir()] == [cache.name]  # no half-written file
         for name, source in sources.items():
             mine = similarity.without(library[name], template.hashes)
             theirs = similarity.fingerprint(name, source, template.hashes)
