@@ -115,19 +115,23 @@ def sync_gradebook(root: Path, assignments: list[str], state: dict) -> None:
         changed = [a for a in assignments if synced.get(a) != sources[a]]
         if changed:
             with tempfile.TemporaryDirectory(prefix="bptt-release-") as tmp:
-                _generate(root, changed, {"release_directory": tmp})
+                generate(root, changed, {"release_directory": tmp})
     synced.update(sources)
 
 
-def _generate(root: Path, assignments: list[str], course_dir: dict) -> None:
+def generate(root: Path, assignments: list[str], course_dir: dict, log=None) -> None:
     """``generate_assignment`` for each of ``assignments``, with the course folders
-    overridden by ``course_dir`` (a throw-away release folder, a gradebook)."""
+    overridden by ``course_dir`` (a release folder, a gradebook); ``log`` is told where
+    each student notebook went."""
     api = nbapi.make_api(root, {"CourseDirectory": course_dir})
     for a in assignments:
         result = api.generate_assignment(a, force=True, create=True)
         if not result.get("success"):
-            raise GradingError(f"could not load solutions/{a} into the gradebook:\n"
+            raise GradingError(f"could not generate solutions/{a} (student notebook and "
+                               "gradebook entries):\n"
                                f"{(result.get('log', '') + result.get('error', ''))[-3000:]}")
+        if log:
+            log(f"released {a} -> {Path(api.coursedir.release_directory) / a}")
 
 
 def discover(root: Path, assignments: list[str]):
@@ -313,12 +317,15 @@ def _collect_zip(root, zip_path, assignments, roster, assignment, log) -> None:
                            f"({result.files} files, reasons above)")
 
 
-def template_gradebook(root: Path, assignments: list[str]) -> worker.Template:
+def template_gradebook(root: Path, assignments: list[str], release: bool = False,
+                       log=None) -> worker.Template:
     """A gradebook holding every assignment and no student, for the workers to copy.
     It is made (``generate_assignment``, 4.5 s for six assignments) when a source or the
     configuration changed since the last one: kept as grader/template.db, with its key
     beside it (grader/template.key; a new course gradebook or a lost run state does not
-    make it again)."""
+    make it again). With ``release`` (``python -m grader release`` of every assignment),
+    it is made whatever its key says, and the student notebooks go to exercises/: one
+    pass of nbgrader gives both."""
     key = hashlib.sha256(json.dumps(source_digests(root, assignments), sort_keys=True).encode()
                          + (root / "nbgrader_config.py").read_bytes()).hexdigest()
     path, key_path = root / "grader" / TEMPLATE_FILE, root / "grader" / TEMPLATE_KEY
@@ -326,12 +333,15 @@ def template_gradebook(root: Path, assignments: list[str]) -> worker.Template:
         made_from = key_path.read_text()
     except OSError:
         made_from = None
-    if made_from != key or gradebook.problem(path):
+    if release or made_from != key or gradebook.problem(path):
+        path.parent.mkdir(exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".template-", dir=path.parent) as tmp:
             db = Path(tmp) / "gradebook.db"
             gradebook.new_gradebook(f"sqlite:///{db}")
-            _generate(root, assignments, {
-                "release_directory": str(Path(tmp) / "release"), "db_url": f"sqlite:///{db}"})
+            folders = {"db_url": f"sqlite:///{db}"}
+            if not release:
+                folders["release_directory"] = str(Path(tmp) / "release")
+            generate(root, assignments, folders, log=log)
             key_path.unlink(missing_ok=True)  # no key beside a template being replaced
             os.replace(db, path)
             (Path(tmp) / TEMPLATE_KEY).write_text(key)

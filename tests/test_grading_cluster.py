@@ -47,10 +47,9 @@ OUTPUTS = ("gradebook.db", "grading_state.json", "feedback", "autograded", "verd
 @pytest.fixture(scope="module")
 def classroom(tmp_path_factory) -> Path:
     """A course root with ada (both assignments solved), bob (a mistake in 00_demo, an
-    unmodified 01_backprop) and a corrupt 00_demo notebook; nothing graded yet, but the
-    workers' template gradebook made (its key matches the sources: every run's copy
-    uses it instead of making its own)."""
-    from grader import pipeline, release, synthetic
+    unmodified 01_backprop) and a corrupt 00_demo notebook; nothing graded yet (the
+    release made the workers' template gradebook: every run's copy uses it)."""
+    from grader import release, synthetic
 
     registry = demo_registry()
 
@@ -63,8 +62,6 @@ def classroom(tmp_path_factory) -> Path:
         mp.setenv("COURSE_EXERCISES_MODULE", "demo_registry")
         mp.syspath_prepend(str(DEMO))
         release.release(root, assignments=ASSIGNMENTS, log=lambda *_: None)
-        (root / "grader").mkdir()
-        pipeline.template_gradebook(root, ASSIGNMENTS)
     for a in ASSIGNMENTS:
         solved = synthetic.solved(root / "solutions" / a / f"{a}.ipynb",
                                   root / "exercises" / a / f"{a}.ipynb")

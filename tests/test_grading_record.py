@@ -177,3 +177,26 @@ def test_a_new_gradebook_is_the_one_nbgrader_makes(course, tmp_path, monkeypatch
     pipeline.template_gradebook(root, [A])
     assert ours == _rows_but_ids(root / "grader" / pipeline.TEMPLATE_FILE)
     assert ours["alembic_version"][1] and ours["grade_cells"][1]
+
+
+def test_a_full_release_makes_the_template_the_next_run_uses(tmp_path, monkeypatch):
+    """`grader release` of every assignment to exercises/ leaves the workers' template
+    gradebook with its key, which the next run takes as it is (not made again); a
+    release to another folder leaves none."""
+    from grader import pipeline, release
+
+    monkeypatch.syspath_prepend(str(DEMO))
+    monkeypatch.setenv("COURSE_EXERCISES_MODULE", "demo_registry")
+    root = tmp_path / "course"
+    root.mkdir()
+    shutil.copy(REPO / "nbgrader_config.py", root)
+    shutil.copytree(DEMO / "solutions" / A, root / "solutions" / A)
+    template = root / "grader" / pipeline.TEMPLATE_FILE
+    release.release(root, tmp_path / "elsewhere", log=lambda *_: None)
+    assert (tmp_path / "elsewhere" / A / f"{A}.ipynb").is_file() and not template.exists()
+    release.release(root, log=lambda *_: None)
+    assert (root / "exercises" / A / f"{A}.ipynb").is_file() and template.is_file()
+    made = template.stat().st_mtime_ns, template.read_bytes()
+    assert pipeline.template_gradebook(root, [A]).data == made[1]
+    assert template.stat().st_mtime_ns == made[0]  # taken, not made again
+    assert _rows_but_ids(template)["grade_cells"][1]
