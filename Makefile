@@ -52,9 +52,9 @@ serve:
 
 # The test files run in one process more than there are cores (tests/conftest.py says how
 # they are grouped): many of them wait on kernels, time limits, servers or the browser,
-# and the extra process fills that time (on 2 cores: 2 processes 9 min 34 s, 3 processes
-# 8 min 20 s with the machine 98 % busy). Every run ends with its 15 slowest tests, so a
-# test that grows slow is seen at once.
+# and the extra process fills that time (on 2 cores: 2 processes 5 min 52 s with the
+# machine 90 % busy, 3 processes 5 min 7 s with it 96 % busy). Every run ends with its 15
+# slowest tests, so a test that grows slow is seen at once.
 TEST_PROCESSES ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: $(PY_STAMP) $(SYS_STAMP)
 	$(PY) -m pytest -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder --durations=15
