@@ -40,16 +40,30 @@ def honest(key):
     return fns + [(f"{label} in float32", judging.in_float32(fn)) for label, fn in fns]
 
 
-def _worst_ratio(ex, refs, refs32, cases, outs, accepted=()) -> float:
-    """Largest error / tolerance over all outputs of all cases (inf: wrong structure)."""
-    best = float("inf")
+def _expected(ex, cases, refs, refs32, accepted=()) -> list:
+    """For each accepted answer (the reference first), per case: its outputs as the
+    judge compares them and how far float32 moves them (the judge's noise tree). The
+    same for every function judged on these cases, so made once."""
+    out = []
     for option in [refs, *accepted]:
+        pairs = []
+        for ref, z, case in zip(option, refs32, cases):
+            r, z = (judging.as_updates(t[1], case, ex.updates_of) for t in (ref, z))
+            pairs.append((r, judging.noise_tree(r, z)))
+        out.append(pairs)
+    return out
+
+
+def _worst_ratio(ex, expected, cases, outs) -> float:
+    """Largest error / tolerance over all outputs of all cases (inf: wrong structure),
+    against the closest of the ``expected`` answers."""
+    best = float("inf")
+    for option in expected:
         worst = 0.0
-        for ref, z, out, case in zip(option, refs32, outs, cases):
+        for (r, z), out, case in zip(option, outs, cases):
             if out[0] != "ok":
                 return float("inf")
-            r, s, z = (judging.as_updates(t[1], case, ex.updates_of) for t in (ref, out, z))
-            z = judging.noise_tree(r, z)
+            s = judging.as_updates(out[1], case, ex.updates_of)
             # compare with a tolerance 1e6 times tighter to see every error's size
             for m in judging.mismatches(r, s, ex.rtol * 1e-6, ex.atol * 1e-6):
                 if m["reason"] != "values":
@@ -82,15 +96,15 @@ def test_honest_pass_and_mistakes_fail_for_100_students(key):
     honest_worst = {label: 0.0 for label, _ in fns}
     mistake_least = {m.name: float("inf") for m in ex.mistakes}
     for who, cases in case_sets(ex):
-        refs = judge.references(ex, cases)
-        refs32 = judge.float32_references(ex, cases)
-        accepted = [judging.outputs_of(fn, cases) for fn in ex.accepted]
+        expected = _expected(ex, cases, judge.references(ex, cases),
+                             judge.float32_references(ex, cases),
+                             [judging.outputs_of(fn, cases) for fn in ex.accepted])
         for label, fn in fns:
-            ratio = _worst_ratio(ex, refs, refs32, cases, judging.outputs_of(fn, cases), accepted)
+            ratio = _worst_ratio(ex, expected, cases, judging.outputs_of(fn, cases))
             honest_worst[label] = max(honest_worst[label], ratio)
             assert ratio <= 0.5, f"{label} fails for {who}: error {ratio:.3g} x tolerance"
         for m in ex.mistakes:
-            ratio = _worst_ratio(ex, refs, refs32, cases, judging.outputs_of(m.fn, cases), accepted)
+            ratio = _worst_ratio(ex, expected, cases, judging.outputs_of(m.fn, cases))
             mistake_least[m.name] = min(mistake_least[m.name], ratio)
             assert ratio >= MARGIN, f"{m.name!r} passes or nearly passes for {who} ({ratio:.3g})"
     print(f"\n{key[1]}: worst honest error / tolerance "
