@@ -60,6 +60,20 @@ def sqlite_file(root: Path) -> Path | None:
     return Path(url.database).absolute()
 
 
+def identity(root: Path) -> str:
+    """Which gradebook the course writes, as the run state records it: the SQLite file
+    relative to the course root (the course folder may move), or the server's URL
+    without its password."""
+    from sqlalchemy.engine import make_url
+
+    db = sqlite_file(root)
+    if db is not None:
+        with contextlib.suppress(ValueError):
+            return "sqlite:" + db.relative_to(Path(root).resolve()).as_posix()
+        return f"sqlite:{db}"
+    return make_url(db_url(root)).render_as_string(hide_password=True)
+
+
 # what a server's refusal means (a pattern of psycopg's message), and what fixes it
 FIXES = [
     (r'database ".*" does not exist', "create the database, e.g. `createdb -h {host} -p "

@@ -274,6 +274,13 @@ def _grade(root, t0, runner, zip_path, assignment, progress, force, roster, log)
     tasks, summary.problems = discover(root, assignments)
     state_path = root / "grader" / STATE_FILE
     state = _load_state(state_path)
+    book = gradebook.identity(root)
+    if state.get("_gradebook", book) != book:
+        # what the run state says was graded is in another gradebook than this one
+        log(f"the gradebook is now {book} (the last run's was {state['_gradebook']}): "
+            "every submission is graded into it")
+        state = {}
+    state["_gradebook"] = book
     sync_gradebook(root, assignments, state)
     _save_state(state_path, state)
     for p in summary.problems:

@@ -217,3 +217,22 @@ def test_an_unusable_server_is_a_clear_error_and_nothing_is_written(
         assert password not in out and "not-the-password" not in out
         assert "Traceback" not in out
     assert _snapshot(root) == before
+
+
+def test_a_course_pointed_back_at_its_sqlite_gradebook_is_graded_into_it(graded, tmp_path):
+    """After the move, a new submission (dan) is graded into the server only; pointed
+    back at its SQLite file (which holds the class as graded before the move), the
+    course grades every submission into that file again: the run state tells what the
+    server's gradebook holds, not this one."""
+    _, pg_root, url = graded
+    root = shutil.copytree(pg_root, tmp_path / "course")
+    shutil.copytree(root / "grader" / "submitted" / "ada", root / "grader" / "submitted" / "dan")
+    proc = run_grade(root, env={**DEMO_ENV, "COURSE_DB_URL": url})
+    assert "graded 1, not gradable 0" in proc.stdout, proc.stdout + proc.stderr
+    proc = run_grade(root)  # COURSE_DB_URL unset: the course's SQLite file
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "every submission is graded into it" in proc.stdout, proc.stdout
+    assert "graded 3, not gradable 1" in proc.stdout, proc.stdout
+    assert _password(url) not in proc.stdout + proc.stderr
+    rows = {r["student"]: r for r in _grades_csv(root)}
+    assert rows["dan"]["status"] == "graded" and rows["dan"]["auto_score"] == "3", rows["dan"]
