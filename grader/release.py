@@ -3,7 +3,7 @@ solutions/<a>/ with ``nbgrader generate_assignment`` (solutions and hidden tests
 
 Never touches grading state: nbgrader's pass writes a gradebook of the assignments and no
 student, which is either thrown away or, when every assignment is released to exercises/,
-kept as the graders' template gradebook (grader/template.db: the next `grade` need not
+kept as the workers' template gradebook (grader/template.db: the next `grade` need not
 make it)."""
 from __future__ import annotations
 
