@@ -223,12 +223,12 @@ def execute_stale_chapters(source: Path, build_dir: Path, jobs: int | None = Non
             done = list(pool.map(execute_chapter, stale, [timeout] * len(stale)))
         # a chapter that failed beside another runs again alone (one that ran alone
         # already does not); one that fails alone is left to the build, which shows the error
-        failed = [path for path, *_, error in done if error is not None] if jobs > 1 else []
-        for path, *_, error in done:
-            if error is not None and failed:
-                print(f"  {path.relative_to(source).as_posix()} failed beside another chapter, "
-                      f"runs again alone: {error.strip().splitlines()[-1][:300]}", flush=True)
-        done += [execute_chapter(path, timeout) for path in failed]
+        failed = [(path, error) for path, *_, error in done
+                  if error is not None] if jobs > 1 else []
+        for path, error in failed:
+            print(f"  {path.relative_to(source).as_posix()} failed beside another chapter, "
+                  f"runs again alone: {error.strip().splitlines()[-1][:300]}", flush=True)
+        done += [execute_chapter(path, timeout) for path, _ in failed]
         for path, notebook, wall, cpu, error in done:
             if error is not None:
                 continue
