@@ -39,7 +39,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import sys
 import tempfile
 import time
@@ -48,7 +47,7 @@ from pathlib import Path
 
 from . import gradebook, nbapi, record, registry, runners, staging, worker
 from .fingerprint import fingerprint, submission_digest
-from .sandbox.rundir import make_run_root
+from .sandbox.rundir import make_run_root, remove_run_root
 
 STUDENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 STATE_FILE = "grading_state.json"
@@ -258,7 +257,7 @@ def grade(root: Path | str | None = None, workers: int | None = None, zip_path=N
                 gradebook.protected(root, root / "grader" / STATE_FILE, log=log):
             return _grade(root, t0, runner, zip_path, assignment, progress, force, roster, log)
     finally:
-        shutil.rmtree(os.environ.pop("COURSE_RUN_DIR"), ignore_errors=True)
+        remove_run_root(os.environ.pop("COURSE_RUN_DIR"))
 
 
 def _grade(root, t0, runner, zip_path, assignment, progress, force, roster, log) -> RunSummary:

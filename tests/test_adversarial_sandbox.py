@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -43,7 +44,7 @@ def test_each_run_keeps_its_files_in_a_private_folder(tmp_path, monkeypatch):
             assert stat.S_IMODE(st.st_mode) == 0o700, oct(st.st_mode)
     finally:
         for path in runs:
-            os.rmdir(path)
+            rundir.remove_run_root(path)
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o755)
@@ -52,6 +53,50 @@ def test_each_run_keeps_its_files_in_a_private_folder(tmp_path, monkeypatch):
         monkeypatch.setenv("COURSE_RUN_DIR", str(given))
         with pytest.raises(RuntimeError, match="not a private folder"):
             rundir.run_root()
+
+
+def test_the_folder_of_a_killed_run_is_removed_by_the_next_run(tmp_path, monkeypatch):
+    """A run killed by SIGKILL cannot remove its folder (the files its submissions wrote
+    stay in the temporary directory): the next run removes it. It leaves alone the folder
+    of a run still alive, a folder without a lock file and a link named like a run's
+    folder (pointing at an abandoned one)."""
+    import signal
+    import tempfile
+
+    from grader.sandbox import rundir
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    child = ("import os, sys, time; from grader.sandbox import rundir; "
+             "p = rundir.make_run_root(); os.makedirs(p + '/k/deep'); "
+             "open(p + '/k/deep/answer.npy', 'w').close(); print(p, flush=True); "
+             "time.sleep(600)")
+    runs = [subprocess.Popen([sys.executable, "-c", child], cwd=ROOT, env=env,
+                             stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    killed, alive = (Path(proc.stdout.readline().strip()) for proc in runs)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / rundir.LOCK).touch()
+    (tmp_path / f"{rundir.PREFIX}link").symlink_to(elsewhere)
+    unlocked = tmp_path / f"{rundir.PREFIX}nolock"
+    unlocked.mkdir()
+    try:
+        runs[0].send_signal(signal.SIGKILL)
+        assert runs[0].wait() == -signal.SIGKILL
+        assert (killed / "k/deep/answer.npy").exists()  # control: killed, nothing removed
+        new = rundir.make_run_root()
+        assert not killed.exists(), "the killed run's folder is still there"
+        assert (alive / "k/deep/answer.npy").exists(), "a live run's folder was removed"
+        assert (elsewhere / rundir.LOCK).exists() and unlocked.is_dir()
+        assert (tmp_path / f"{rundir.PREFIX}link").is_symlink()
+        rundir.remove_run_root(new)
+        assert not os.path.lexists(new)
+    finally:
+        runs[1].kill()
+        for proc in runs:
+            proc.wait()
+            proc.stdout.close()
+    assert rundir.remove_abandoned() == [str(alive)]  # its run has ended now
 
 
 def run(cells, tmp_path, name="scratch", timeout=10, notebook_timeout=120, **kw):

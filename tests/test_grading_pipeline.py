@@ -270,6 +270,11 @@ def test_rerun_is_incremental_and_identical(graded_class, tmp_path):
 def test_bad_input_gives_clear_errors(tmp_path):
     proc = run_grade(tmp_path)
     assert proc.returncode == 2 and "no source notebooks" in proc.stderr
+    deep = tmp_path / ("t" * 60)  # a temporary folder too deep for the kernels' sockets
+    deep.mkdir()
+    proc = run_grade(tmp_path, env={**ENV, "TMPDIR": str(deep)})
+    assert proc.returncode == 2 and "too long a path for the kernels' sockets" in proc.stderr
+    assert "set TMPDIR" in proc.stderr, proc.stderr
     proc = run_grade(tmp_path, "--zip", str(tmp_path / "nope.zip"))
     assert proc.returncode == 2
 
@@ -330,10 +335,11 @@ def _finished(state: Path) -> dict:
         return {}
 
 
-def test_killed_run_resumes_with_identical_grades(graded_class, tmp_path):
+def test_killed_run_resumes_with_identical_grades(graded_class, tmp_path, short_tmp_path):
     """SIGKILL the grader (one worker, so the run is surely mid-way) once k of the n demo
     submissions are finished: it dies of the signal, the rerun grades exactly the n - k
-    others and keeps the k records, and the grades are those of an uninterrupted run."""
+    others and keeps the k records, and the grades are those of an uninterrupted run.
+    The killed run's temporary folder is left behind, and the rerun removes it."""
     import signal
     import sqlite3
     import time
@@ -345,8 +351,10 @@ def test_killed_run_resumes_with_identical_grades(graded_class, tmp_path):
         "grading_state.json", "downloaded", "backup"))
     demo = {k: v for k, v in expected.items() if k[1] == "00_demo"}
     n = len(list((copy / "grader" / "submitted").glob("*/00_demo")))  # with later arrivals
+    tmp = short_tmp_path  # the runs' temporary folder, to see what each leaves
+    env = {**ENV, "TMPDIR": str(tmp)}
     proc = subprocess.Popen([sys.executable, "-m", "grader", "grade", "--root", str(copy), "-q",
-                             "-j", "1", "--assignment", "00_demo"], cwd=REPO, env=ENV,
+                             "-j", "1", "--assignment", "00_demo"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     state = copy / "grader" / "grading_state.json"
@@ -357,8 +365,10 @@ def test_killed_run_resumes_with_identical_grades(graded_class, tmp_path):
     assert proc.wait() == -signal.SIGKILL, "the grader ended before it could be killed"
     done = _finished(state)
     assert 0 < len(done) < n, f"{len(done)} of {n} finished when killed"
-    rerun = run_grade(copy, "--assignment", "00_demo")
+    assert len(list(tmp.glob("bptt-grading-*"))) == 1  # what the killed run left
+    rerun = run_grade(copy, "--assignment", "00_demo", env=env)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert not list(tmp.glob("bptt-grading-*")), "the killed run's folder is still there"
     counts = re.search(r"graded (\d+), not gradable (\d+)", rerun.stdout)
     assert counts and int(counts[1]) + int(counts[2]) == n - len(done), rerun.stdout
     after = _finished(state)

@@ -41,6 +41,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from functools import lru_cache
 
@@ -51,7 +52,7 @@ from jupyter_client.manager import AsyncKernelManager
 from traitlets import Integer, List, Unicode
 
 from . import views
-from .rundir import fresh_dir, run_root
+from .rundir import PREFIX, fresh_dir, run_root
 
 _COUNTER = itertools.count()
 # uids handed to kernels when grading as root: far above any real account
@@ -79,9 +80,26 @@ def _namespace_flags() -> list[str]:
     return flags
 
 
+# a Unix socket's path holds at most 107 bytes (sun_path), and a kernel's sockets are
+# <run folder>/k-XXXXXXXX/ipc/k-N (see _async_pre_start_kernel)
+SOCKET_PATH_MAX = 107
+
+
+def _socket_path_problem() -> str | None:
+    longest = os.path.join(os.environ.get("COURSE_RUN_DIR") or os.path.join(
+        tempfile.gettempdir(), PREFIX + "x" * 8), "k-" + "x" * 8, "ipc", "k-99999")
+    if len(os.fsencode(longest)) <= SOCKET_PATH_MAX:
+        return None
+    return (f"the temporary folder {tempfile.gettempdir()} has too long a path for the "
+            f"kernels' sockets ({len(os.fsencode(longest))} bytes, at most "
+            f"{SOCKET_PATH_MAX}): set TMPDIR to a folder with a shorter path, e.g. TMPDIR=/tmp")
+
+
 @lru_cache(maxsize=1)
 def problem() -> str | None:
     """None if a sandbox can be made here, else why not and how to fix it."""
+    if why := _socket_path_problem():
+        return why
     tools = ["bwrap", "prlimit"] + (["setpriv"] if as_root() else [])
     missing = [t for t in tools if shutil.which(t) is None]
     if "bwrap" in missing:

@@ -2,24 +2,75 @@
 
 ``python -m grader grade`` makes one folder (``tempfile.mkdtemp``: mode 0700, a fresh
 name) and hands it to its workers as ``COURSE_RUN_DIR``; anything else that grades
-(a test, a single nbgrader call) gets one per process, removed at exit. Cases,
-records, kernel run dirs and the generated course_lib view all live inside it: no
-fixed name in the system temporary folder, nothing another user can see or pre-create.
+(a test, a single nbgrader call, a worker of a Dask cluster) gets one per process,
+removed at exit. Cases, records, kernel run dirs and the generated course_lib view all
+live inside it: no fixed name in the system temporary folder, nothing another user can
+see or pre-create.
+
+A run that is killed (SIGKILL, a Dask worker stopped by its nanny) cannot remove its
+folder, so each folder holds a lock file that its run keeps locked while it lives
+(``flock``: the kernel drops the lock when the last process holding it ends, however it
+ends). Making a new folder first removes this user's folders whose lock nobody holds.
 """
 from __future__ import annotations
 
 import atexit
+import fcntl
 import os
 import shutil
 import stat
 import tempfile
 
+PREFIX = "bptt-grading-"
+LOCK = ".run.lock"
 _OWN: list[str] = []
+_LOCKS: dict[str, int] = {}  # run folder -> the open, locked descriptor of its lock file
 
 
 def make_run_root() -> str:
-    """A fresh private folder for one grading run (the caller removes it)."""
-    return tempfile.mkdtemp(prefix="bptt-grading-")
+    """A fresh private folder for one grading run, locked by this process until
+    ``remove_run_root`` (which the caller calls) or until it ends."""
+    remove_abandoned()
+    path = tempfile.mkdtemp(prefix=PREFIX)
+    fd = os.open(os.path.join(path, LOCK), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    _LOCKS[path] = fd
+    return path
+
+
+def remove_run_root(path: str) -> None:
+    """Remove a folder made by ``make_run_root`` and let go of its lock."""
+    remove_tree(path)
+    fd = _LOCKS.pop(path, None)
+    if fd is not None:
+        os.close(fd)
+
+
+def remove_abandoned() -> list[str]:
+    """Remove this user's run folders whose run has ended without removing them (their
+    lock can be taken); returns their paths. A folder without a lock file is one being
+    made this moment, or not ours to judge: it is left alone."""
+    removed = []
+    with os.scandir(tempfile.gettempdir()) as entries:
+        for entry in entries:
+            if not entry.name.startswith(PREFIX) or not entry.is_dir(follow_symlinks=False):
+                continue
+            if entry.stat(follow_symlinks=False).st_uid != os.geteuid():
+                continue
+            try:
+                fd = os.open(os.path.join(entry.path, LOCK), os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # its run is alive
+            else:
+                remove_tree(entry.path)
+                removed.append(entry.path)
+            finally:
+                os.close(fd)
+    return removed
 
 
 def run_root() -> str:
@@ -35,7 +86,7 @@ def run_root() -> str:
         return path
     if not _OWN:
         _OWN.append(make_run_root())
-        atexit.register(shutil.rmtree, _OWN[0], True)
+        atexit.register(remove_run_root, _OWN[0])
     return _OWN[0]
 
 
