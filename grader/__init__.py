@@ -22,4 +22,5 @@ export.py     `export`: grades as the Canvas or Moodle import CSV
 notebook_cells.py  the nbgrader cells of an untrusted notebook file
 plain_files.py  a file untrusted code could have planted, read safely (submissions, records)
 annotations.py  grades.csv columns and report sections from intake, similarity, written
+atomic_files.py  files written for others to read, replaced whole (never seen half-written)
 """

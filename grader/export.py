@@ -16,10 +16,11 @@ without one, from what the zip intake recorded (the Canvas user id in the file n
 from __future__ import annotations
 
 import csv
-import os
+import io
 from pathlib import Path
 
 from . import intake
+from .atomic_files import replace_text
 from .pipeline import GradingError
 
 CANVAS_FIXED = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
@@ -137,11 +138,9 @@ def export(root: Path, fmt: str, roster: intake.Roster | None = None,
     if len(table) == first_data:
         raise GradingError(f"no student could be exported for {fmt}:\n  " + "\n  ".join(left_out))
     path = Path(out) if out else root / "grader" / "export" / f"{fmt}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        csv.writer(fh).writerows(table)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    csv.writer(text).writerows(table)
+    replace_text(path, text.getvalue())
     pending = sum(r.get("needs_manual_grade") == "True" for r in rows)
     log(f"wrote {path}: {len(table) - first_data} students")
     if pending:

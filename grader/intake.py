@@ -38,6 +38,7 @@ import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .atomic_files import replace_text
 from .pipeline import STUDENT_RE, GradingError
 
 RECORD_FILE = "intake.json"
@@ -383,10 +384,8 @@ def load_record(root: Path) -> dict:
 
 
 def _save_record(root: Path, record: dict) -> None:
-    path = root / "grader" / RECORD_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1, sort_keys=True, ensure_ascii=False))
-    os.replace(tmp, path)
+    replace_text(root / "grader" / RECORD_FILE,
+                 json.dumps(record, indent=1, sort_keys=True, ensure_ascii=False))
 
 
 def is_late(record: dict, root: Path, student: str, assignment: str) -> bool:

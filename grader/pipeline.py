@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import gradebook, nbapi, record, registry, runners, staging, worker
+from .atomic_files import replace_text
 from .fingerprint import fingerprint, submission_digest
 from .sandbox.rundir import make_run_root, remove_run_root
 
@@ -87,9 +88,7 @@ def _load_state(path: Path) -> dict:
 
 
 def _save_state(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    replace_text(path, json.dumps(state, indent=1, sort_keys=True))
 
 
 # ---------------------------------------------------------------------------- steps

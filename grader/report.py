@@ -4,11 +4,12 @@ from __future__ import annotations
 import collections
 import csv
 import html
+import io
 import json
-import os
 from pathlib import Path
 
 from . import annotations, gradebook, inert
+from .atomic_files import replace_text
 
 CSV_FIELDS = ["student", "assignment", "score", "max_score", "auto_score", "auto_max_score",
               "needs_manual_grade", "status", "note", "sandboxed"]
@@ -50,13 +51,12 @@ def write_grades_csv(root: Path, present: set, state: dict) -> Path:
             row["score"] = row["auto_score"] = 0.0
     annotations.annotate(root, rows)
     path = root / "grader" / "grades.csv"
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS + annotations.COLUMNS)
-        w.writeheader()
-        for row in rows:
-            w.writerow({k: (f"{v:g}" if isinstance(v, float) else v) for k, v in row.items()})
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=CSV_FIELDS + annotations.COLUMNS)
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: (f"{v:g}" if isinstance(v, float) else v) for k, v in row.items()})
+    replace_text(path, text.getvalue())
     return path
 
 

@@ -27,9 +27,9 @@ import io
 import itertools
 import json
 import os
-import tempfile
 from pathlib import Path
 
+from .atomic_files import replace_text
 from .notebook_cells import nbgrader_cells
 
 THRESHOLD = 0.6
@@ -121,26 +121,9 @@ def library_fingerprints(root: Path) -> dict:
             filtered_code=entry["text"], k=NOISE_CHARS,
             offsets=np.array(entry["offsets"], dtype=np.int64).reshape(-1, 2))
     if fresh != cached:
-        _replace(path, json.dumps(fresh))
+        with contextlib.suppress(OSError):  # not writable: the next run tokenises again
+            replace_text(path, json.dumps(fresh))
     return library
-
-
-def _replace(path: Path, text: str) -> None:
-    """Replace ``path`` by a file holding ``text`` (written beside it, then renamed: a
-    run beside this one never reads half a file); nothing if the folder cannot be
-    written (the next run tokenises again)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
 
 
 def analyse(root: Path, present: set) -> dict:
@@ -174,10 +157,7 @@ def analyse(root: Path, present: set) -> dict:
                               "overlap": overlap})
         if pairs:
             flagged[assignment] = sorted(pairs, key=lambda p: -p["share"])
-    path = root / "grader" / RESULT_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(flagged, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    replace_text(root / "grader" / RESULT_FILE, json.dumps(flagged, indent=1, sort_keys=True))
     return flagged
 
 

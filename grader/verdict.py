@@ -38,6 +38,7 @@ from traitlets import Integer, Unicode, default
 from course_lib import checks
 
 from . import cells, judge, registry
+from .atomic_files import replace_text
 
 _KEY = "course_grading"
 grading_salt = judge.grading_salt
@@ -90,11 +91,7 @@ class Verdict(NbGraderPreprocessor):
 
     def _write(self, resources, verdicts):
         meta = resources["nbgrader"]
-        folder = os.path.join(self.verdict_directory, meta["student"])
-        os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, f"{meta['assignment']}.json")
-        tmp = path + ".tmp"
-        with open(tmp, "w") as fh:
-            json.dump({"student": meta["student"], "assignment": meta["assignment"],
-                       "notebook": meta["notebook"], "tests": verdicts}, fh, indent=1)
-        os.replace(tmp, path)
+        replace_text(os.path.join(self.verdict_directory, meta["student"],
+                                  f"{meta['assignment']}.json"),
+                     json.dumps({"student": meta["student"], "assignment": meta["assignment"],
+                                 "notebook": meta["notebook"], "tests": verdicts}, indent=1))

@@ -56,11 +56,10 @@ ENV = grader_env(ADV, registry="adv_registry", COURSE_CELL_TIMEOUT="8",
 # the grader's own output: everything else in the course root must be unchanged
 OUTPUT = {"grader/autograded", "grader/feedback", "grader/verdicts", "grader/report",
           "grader/gradebook.db", "grader/gradebook.db-journal", "grader/grades.csv",
-          "grader/grades.tmp", "grader/grading_state.json", "grader/grading_state.tmp",
-          "grader/downloaded", "grader/secret", "grader/backup"}
+          "grader/grading_state.json", "grader/downloaded", "grader/secret", "grader/backup"}
 
-OUTPUT |= {"grader/similarity.json", "grader/similarity.tmp",  # the grader's flags,
-           "grader/intake.json", "grader/intake.tmp", "grader/export"}  # LMS in and out
+OUTPUT |= {"grader/similarity.json",  # the grader's flags,
+           "grader/intake.json", "grader/export"}  # LMS in and out
 OUTPUT |= {"grader/template.db", "grader/template.db-journal",  # the workers' blank
            "grader/template.key"}  # gradebook and what it was made from
 
