@@ -9,6 +9,9 @@ user (the package creates it) and owns the folder; as anyone else it runs as tha
 
 Connections from 127.0.0.1 need a password (scram-sha-256), so the course is tested
 with a gradebook URL that holds one, as a real deployment has.
+
+A guard process stops the server when the tests end without stopping it (killed): it
+waits for the end of a pipe that only the tests' process holds open.
 """
 from __future__ import annotations
 
@@ -19,12 +22,17 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 INSTALL_HINT = ("PostgreSQL's server programs are missing: `make test` installs them "
                 "(or: apt-get install postgresql)")
 USER = "grader"  # the superuser of the test cluster (initdb -U)
+# the guard: the pipe's end (EOF: the tests' process is gone or done), then the server
+GUARD = ("import shutil, subprocess, sys; sys.stdin.buffer.read(); "
+         "subprocess.run(sys.argv[2:], capture_output=True, timeout=120); "
+         "shutil.rmtree(sys.argv[1], ignore_errors=True)")
 
 
 def server_bindir() -> Path:
@@ -57,6 +65,7 @@ class PostgresServer:
         self.password = secrets.token_urlsafe(16)
         self.port = 0
         self._count = 0
+        self._guard_pipe: int | None = None
         # pg_ctl and initdb refuse root: run them as the package's system user
         self._as_user = []
         if os.geteuid() == 0:
@@ -68,10 +77,12 @@ class PostgresServer:
             os.chown(self.folder, owner.pw_uid, owner.pw_gid)
             self._as_user = ["runuser", "-u", "postgres", "--"]
 
+    def _command(self, program: str, *args: str) -> list[str]:
+        return [*self._as_user, str(self.bindir / program), *args]
+
     def _run(self, *args: str) -> subprocess.CompletedProcess:
-        cmd = [*self._as_user, str(self.bindir / args[0]), *args[1:]]
-        return subprocess.run(cmd, cwd=self.folder, capture_output=True, text=True,
-                              timeout=120)
+        return subprocess.run(self._command(*args), cwd=self.folder, capture_output=True,
+                              text=True, timeout=120)
 
     def _write(self, name: str, text: str) -> Path:
         """A file in the folder, owned by the server's user."""
@@ -102,11 +113,23 @@ class PostgresServer:
         if done.returncode:
             tail = log.read_text()[-2000:] if log.exists() else ""
             raise RuntimeError(f"pg_ctl start failed:\n{done.stdout}{done.stderr}{tail}")
+        read, self._guard_pipe = os.pipe()
+        subprocess.Popen([sys.executable, "-c", GUARD, str(self.folder),
+                          *self._command(*self._stop_args())], cwd=self.folder, stdin=read,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+        os.close(read)
+
+    def _stop_args(self) -> tuple:
+        return ("pg_ctl", "stop", "-D", str(self.data), "-m", "immediate", "-w")
 
     def stop(self) -> None:
         if self.port:
-            self._run("pg_ctl", "stop", "-D", str(self.data), "-m", "immediate", "-w")
+            self._run(*self._stop_args())
         shutil.rmtree(self.folder, ignore_errors=True)
+        if self._guard_pipe is not None:
+            os.close(self._guard_pipe)  # the guard wakes, finds nothing to stop, and ends
+            self._guard_pipe = None
 
     def url(self, database: str, password: str | None = None) -> str:
         """The SQLAlchemy URL of ``database`` (psycopg 3 driver)."""

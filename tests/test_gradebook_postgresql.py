@@ -236,3 +236,29 @@ def test_a_course_pointed_back_at_its_sqlite_gradebook_is_graded_into_it(graded,
     assert _password(url) not in proc.stdout + proc.stderr
     rows = {r["student"]: r for r in _grades_csv(root)}
     assert rows["dan"]["status"] == "graded" and rows["dan"]["auto_score"] == "3", rows["dan"]
+
+
+def test_a_killed_test_run_leaves_no_server_behind():
+    """The tests' server outlives no test run: a process that started one and is killed
+    (SIGKILL: no fixture teardown) has it stopped and its folder removed by the guard."""
+    import signal
+    import socket
+    import time
+
+    child = ("import sys; sys.path[:0] = ['tests']; from postgres_server import PostgresServer; "
+             "s = PostgresServer(); s.start(); print(s.port, s.folder, flush=True); "
+             "sys.stdin.read()")
+    proc = subprocess.Popen([sys.executable, "-c", child], cwd=REPO, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    port, folder = proc.stdout.readline().split()
+    socket.create_connection(("127.0.0.1", int(port)), timeout=10).close()  # control: up
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    proc.stdin.close()
+    proc.stdout.close()
+    deadline = time.monotonic() + 60
+    while Path(folder).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(folder).exists(), "the killed run's server folder is still there"
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", int(port)), timeout=10).close()
