@@ -180,3 +180,51 @@ def test_a_notebook_without_course_lib_says_how_to_get_it():
     assert proc.returncode != 0
     assert "pip install" in proc.stderr and "bptt-course[student]" in proc.stderr
     assert "ImportError" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _section_key(title: str) -> str:
+    """A section title as it compares: the math of a heading ($\\partial L/\\partial h_t$,
+    $\\hat y$) and the ASCII of a code comment (dL/dh_t, y_hat) reduce to the same letters."""
+    return re.sub(r"[^a-z0-9]", "", title.lower().replace("partial", "d").replace("hat", ""))
+
+
+def _chapter_sections(chapter: str) -> set[str]:
+    """The headings of book/<chapter>_*.md, outside its code cells."""
+    text = next((REPO / "book").glob(f"{int(chapter):02d}_*.md")).read_text()
+    sections, in_code = set(), False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        elif not in_code and (m := re.match(r"#{1,6} (.+)", line)):
+            sections.add(_section_key(m[1]))
+    return sections
+
+
+def _cited_sections(nb: dict) -> list[tuple[str, str]]:
+    """(chapter, title) of every section an assignment notebook sends its reader to: the
+    quoted titles of its "# Read: Chapter N, ..." comments, the italic titles of the
+    sentence "This assignment follows Chapter N (...) ...", and "the chapter's *title*"."""
+    cited, chapter = [], None
+    for cell in nb["cells"]:
+        src = "".join(cell["source"])
+        if cell["cell_type"] == "code":
+            src = re.sub(r"\n[ \t]*# (?=[a-z\"])", " ", src)  # a comment continued on a new line
+            for n, rest in re.findall(r"# Read: Chapter (\d), (.*)", src):
+                cited += [(n, title) for title in re.findall(r'"([^"]+)"', rest)]
+            continue
+        if m := re.search(r"This assignment follows Chapter (\d) \([^)]*\)(.*?)\.\s", src, re.S):
+            chapter = m[1]
+            cited += [(chapter, title) for title in re.findall(r"\*([^*]+)\*", m[2])]
+        cited += [(chapter, title) for title in re.findall(r"the chapter's \*([^*]+)\*", src)]
+    return cited
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_section_a_notebook_names_is_a_heading_of_its_chapter(assignment):
+    nb = json.loads((REPO / "solutions" / assignment / f"{assignment}.ipynb").read_text())
+    cited = _cited_sections(nb)
+    assert cited, "the notebook names no section of the book"  # control: the parser reads it
+    missing = [f"Chapter {n}: {title!r}" for n, title in cited
+               if _section_key(title) not in _chapter_sections(n)]
+    assert not missing, "sections named in the notebook that the book does not have: " + \
+        ", ".join(missing)

@@ -53,7 +53,8 @@ CONTENT = {
             "This assignment follows Chapter 1 (`01_backprop.html`), sections *A sigmoid "
             "network with hidden layers*, *Gradient descent, SGD and momentum* and *A worked "
             "example, step by step*. You implement the forward and backward pass of the "
-            "small sigmoid network of the ML handbook's worked example (inputs 1, 2; hidden "
+            "small sigmoid network of the chapter's worked example, taken from a Russian-language "
+            "backpropagation tutorial (inputs 1, 2; hidden "
             "neurons 3, 4, 5 and 6, 7; output neuron 8; no biases) and one step of gradient "
             "descent with momentum.\n\n"
             "Weights are stored as matrices as in the chapter's *The same step as "
@@ -67,7 +68,7 @@ CONTENT = {
              "$I_6 = 0.175$ and $O_8 = 0.552$ (the source prints 0.158 and 0.551, computed from "
              "rounded activations)."),
             ("fn", "mlp_backward",
-             "The backward pass in the ML handbook's convention: $\\delta_j = -\\partial E/\\partial I_j$, so the "
+             "The backward pass in the worked example's convention: $\\delta_j = -\\partial E/\\partial I_j$, so the "
              "output delta is $(t - O_8) f'(I_8)$ and $\\partial E/\\partial w_{ij} = -\\delta_j O_i$. Return "
              "both the deltas and the gradients $\\partial E/\\partial W$ (matrices shaped like the weights). "
              "The chapter's table lists every delta of the worked example; note that "
@@ -78,7 +79,7 @@ CONTENT = {
              "The test runs the worked example's first step ($\\Delta w_{prev} = 0$) and its "
              "second step, where momentum matters."),
             ("written", "written_delta3", 2,
-             "**Written answer.** The ML handbook prints delta_3 = -0.0087. Compute delta_3 from "
+             "**Written answer.** The tutorial prints delta_3 = -0.0087. Compute delta_3 from "
              "the formula the source itself writes down, (delta_6 w_36 + delta_7 w_37) "
              "f'(I_3), with the numbers of the worked example. Which sign is right, and "
              "what does the wrong sign do to Delta w_13 and Delta w_23 and to the updated "
@@ -154,7 +155,7 @@ CONTENT = {
              "The ReLU exercise's worked example in code: a scalar RNN with ReLU, all weights 0.5, "
              "h_0 = 0 and the sequence y = (0, 1, -1, 2). The forward pass gives "
              "h = (0, 0, 0.5, 0), y_hat = (0, 0.25, 0) and per-step losses (1, 1.5625, 4) "
-             "(not the source's 0.375, 0.1875, 3.285). The loss is the mean over the T "
+             "(the source prints h_3 = 0.375, y_hat_3 = 0.1875 and L_3 = 3.285). The loss is the mean over the T "
              "predictions."),
             ("written", "written_v_needs_bptt", 2,
              "**Written answer.** The ReLU exercise claims that the gradient for the input weight "
@@ -182,8 +183,10 @@ CONTENT = {
             "Williams & Peng's notation. The sequence is processed one step at a time; "
             "every $k_1$ steps an update is made whose loss is the mean loss of the outputs "
             "since the previous update, backpropagated through at most the last $k_2$ steps "
-            "(the hidden state $k_2$ steps before the update point is a constant: it is "
-            "*detached*). The forward pass is never truncated: the hidden state is "
+            "(every hidden state up to and including the one $k_2$ steps before the update "
+            "point is a constant, *detached*, also where it feeds an output: when $k_1 > k_2$ "
+            "the outputs older than the window give gradients to $W_{hy}$ and $b_y$ only; see "
+            "the chapter's *Where the gradient stops: detaching $k_2$ steps back*). The forward pass is never truncated: the hidden state is "
             "carried from block to block. TBPTT($T$, $T$) on a sequence of length $T$ is full "
             "BPTT. A finite-difference check of the full loss does NOT match a truncated "
             "gradient, so the tests compare with reference values."),
@@ -227,7 +230,7 @@ CONTENT = {
         "title": "Assignment 5: Vanishing and exploding gradients",
         "intro": (
             "This assignment follows Chapter 5 (`05_vanishing.html`): *Products of "
-            "Jacobians* and *Gradient clipping*. With the loss on the last step only, "
+            "Jacobians* and *Exploding gradients and norm clipping*. With the loss on the last step only, "
             "dL/dh_t is dL/dh_T multiplied by one Jacobian diag(1 - h_s^2) W_hh per step "
             "back (in row form: `dh_prev = (dh * (1 - h_s**2)) @ W_hh`); its norm "
             "against the lag T - t shows whether the gradient vanishes or explodes."),

@@ -1,4 +1,4 @@
-"""Assignment 01_backprop: the sigmoid MLP of chapter 1 and the ML handbook's worked example."""
+"""Assignment 01_backprop: the sigmoid MLP of chapter 1 and its worked example."""
 from __future__ import annotations
 
 import numpy as np
@@ -38,7 +38,7 @@ SOLUTIONS = {
     ### END SOLUTION
 ''',
     "mlp_backward": '''def mlp_backward(weights, outputs, target):
-    """Backward pass for E = 1/2 (target - output)^2, in the ML handbook's convention.
+    """Backward pass for E = 1/2 (target - output)^2, in the worked example's convention.
 
     delta of the output layer: (target - O) f'(I);  hidden layers:
     delta_j = (sum_k delta_k w_jk) f'(I_j);  dE/dw_ij = -delta_j O_i.
@@ -94,13 +94,13 @@ MISTAKES = [
           "    outputs[-1] = inputs[-1]\n    return inputs, outputs\n"),)),
     MistakeEdit(
         "mlp_backward", "sign flip in dE/dw",
-        "The ML handbook's delta is (target - output) f'(I) = -dE/dI, so dE/dw_ij = -delta_j O_i: "
+        "The worked example's delta is (target - output) f'(I) = -dE/dI, so dE/dw_ij = -delta_j O_i: "
         "the gradient carries a minus sign (the update Delta w = -lr dE/dw then ADDS "
         "lr delta_j O_i).", S_BACKWARD,
         (("-np.outer(deltas[l], outputs[l])", "np.outer(deltas[l], outputs[l])"),)),
     MistakeEdit(
         "mlp_backward", "deltas returned as dE/dI (the opposite sign convention)",
-        "This function follows the ML handbook's convention delta = -dE/dI = (target - O) f'(I); "
+        "This function follows the worked example's convention delta = -dE/dI = (target - O) f'(I); "
         "your deltas are dE/dI = (O - target) f'(I). Keep the gradients dE/dW as they are "
         "and return the deltas with the source's sign.", S_BACKWARD,
         (("(target - O_out) * O_out", "(O_out - target) * O_out"),
@@ -121,7 +121,7 @@ MISTAKES = [
           "weights[l + 1].T @ deltas[l + 1]"),)),
     MistakeEdit(
         "momentum_step", "gradient added instead of subtracted",
-        "Gradient DEscent: Delta w = -lr * dE/dw + momentum * Delta w_prev. (The ML handbook adds "
+        "Gradient DEscent: Delta w = -lr * dE/dw + momentum * Delta w_prev. (The worked example adds "
         "lr * delta * O because its delta already is -dE/dI.)", S_MOMENTUM,
         (("-lr * g + momentum * d", "lr * g + momentum * d"),)),
     MistakeEdit(
@@ -226,7 +226,7 @@ def momentum_hidden(rng):
 
 EXERCISES_SPEC = [
     ExerciseSpec("mlp_forward", 2, mlp_forward, forward_visible, forward_hidden, S_NET,
-                 "I and O of every layer on the ML handbook's worked example",
+                 "I and O of every layer on the chapter's worked example",
                  output_names=("inputs", "outputs")),
     ExerciseSpec("mlp_backward", 3, mlp_backward, backward_visible, backward_hidden,
                  S_BACKWARD, "the deltas and dE/dW of the worked example",

@@ -32,7 +32,7 @@ SOLUTIONS = {
     - dh_prev: dL/dh_{t-1} through this step, (B, H)
     - grads: dict with this step's W_xh (H, D), W_hh (H, H) and b_h (H,) gradients
     """
-    # Read: Chapter 3, "One step backward" (tanh'(a_t) = 1 - h_t^2).
+    # Read: Chapter 3, "The recursion for dL/dh_t" and "tanh and ReLU units" (tanh'(a_t) = 1 - h_t^2).
     ### BEGIN SOLUTION
     da_t = dh_t * (1 - h_t ** 2)
     dx_t = da_t @ W_xh
@@ -58,7 +58,7 @@ SOLUTIONS = {
     - loss: float
     - grads: dict keyed like params, same shapes
     """
-    # Read: Chapter 3, "The recursion for dL/dh_t" and "Shared weights: gradients summed over time".
+    # Read: Chapter 3, "The recursion for dL/dh_t" and "Shared weights: the gradient is a sum over time".
     ### BEGIN SOLUTION
     W_xh, W_hh, b_h = params["W_xh"], params["W_hh"], params["b_h"]
     W_hy, b_y = params["W_hy"], params["b_y"]
@@ -111,7 +111,7 @@ SOLUTIONS = {
     - "losses": (y_hat_t - y_t)^2 for t = 1..T, shape (T,);  "loss": their mean
     - "du", "dv", "dw": the gradients of the loss (floats)
     """
-    # Read: Chapter 3, "The ReLU worked example".
+    # Read: Chapter 3, "A worked example: a ReLU RNN on four numbers".
     ### BEGIN SOLUTION
     T = len(ys) - 1
     hs = np.zeros(T + 1)
@@ -152,9 +152,15 @@ MISTAKES = [
     MistakeEdit(
         "rnn_step_backward", "tanh derivative taken at the wrong step",
         "dh_t/dh_{t-1} = diag(1 - h_t^2) W_hh: the derivative belongs to the step that "
-        "h_{t-1} feeds into, so dL/dh_{t-1} = (dL/dh_t * (1 - h_t^2)) @ W_hh. Writing "
-        "1 - h_{t-1}^2 there is the slip of a widely read tutorial.", S_SLIP,
+        "h_{t-1} feeds into, so dL/dh_{t-1} = (dL/dh_t * (1 - h_t^2)) @ W_hh, with "
+        "1 - h_t^2, not 1 - h_{t-1}^2.", S_SLIP,
         (("dh_prev = da_t @ W_hh", "dh_prev = (dh_t * (1 - h_prev ** 2)) @ W_hh"),)),
+    MistakeEdit(
+        "rnn_step_backward", "tanh derivative of h_{t-1} applied after W_hh",
+        "Going back through step t multiplies by step t's derivative first: "
+        "dL/dh_{t-1} = (dL/dh_t * (1 - h_t^2)) @ W_hh. Multiplying dL/dh_t @ W_hh by "
+        "1 - h_{t-1}^2 instead is the slip of a widely read tutorial.", S_SLIP,
+        (("dh_prev = da_t @ W_hh", "dh_prev = (dh_t @ W_hh) * (1 - h_prev ** 2)"),)),
     MistakeEdit(
         "rnn_bptt", "dh not carried into the previous step",
         "dL/dh_t has two parts: the one from the output v_t and the one arriving from "
@@ -181,9 +187,15 @@ MISTAKES = [
     MistakeEdit(
         "rnn_bptt", "tanh derivative taken at the wrong step",
         "dh_{t+1}/dh_t = diag(1 - h_{t+1}^2) W_hh: going back from step t+1 to step t "
-        "multiplies by the derivative of step t+1, not 1 - h_t^2 (the slip of a widely "
-        "read tutorial).", S_SLIP,
+        "multiplies by the derivative of step t+1, not 1 - h_t^2.", S_SLIP,
         (("dh_next = da @ W_hh", "dh_next = (dh * (1 - hs[t] ** 2)) @ W_hh"),)),
+    MistakeEdit(
+        "rnn_bptt", "tanh derivative of h_t applied after W_hh",
+        "Going back from step t+1 to step t multiplies by the derivative of step t+1 "
+        "first: dL/dh_t gets (dL/dh_{t+1} * (1 - h_{t+1}^2)) @ W_hh. Multiplying "
+        "dL/dh_{t+1} @ W_hh by 1 - h_t^2 instead is the slip of a widely read tutorial.",
+        S_SLIP,
+        (("dh_next = da @ W_hh", "dh_next = (dh @ W_hh) * (1 - hs[t] ** 2)"),)),
     MistakeEdit(
         "rnn_bptt", "loss summed over time instead of averaged",
         "The many-to-many loss is the mean over all T*B predictions: divide by T*B, not "

@@ -15,6 +15,7 @@ S_TBPTT = Read("04_truncation", "ch4-definition")
 S_CARRY = Read("04_truncation", "ch4-carry")
 S_TRAIN = Read("04_truncation", "ch4-definition")
 S_DETACH = Read("04_truncation", "ch4-definition")
+S_SINGLE_DETACH = Read("04_truncation", "ch4-detach")
 
 SOLUTIONS = {
     "tbptt_gradients": '''def tbptt_gradients(params, xs, targets, k1, k2, h0):
@@ -23,9 +24,10 @@ SOLUTIONS = {
     Steps are processed in blocks of k1 (the last block may be shorter). After each
     block an update is made: its loss is the mean cross-entropy of the block's
     outputs (over its steps and the batch); it is backpropagated through at most the
-    last k2 steps (the hidden state k2 steps before the update point is a constant);
-    outputs older than that window still give gradients to W_hy and b_y. The hidden
-    state is carried from block to block.
+    last k2 steps: every hidden state up to and including h_(t-k2), t the update
+    point, is a constant, also where it feeds an output. So when k1 > k2 the block's
+    outputs older than the window give gradients to W_hy and b_y only, nothing to
+    W_xh, W_hh and b_h. The hidden state is carried from block to block.
 
     Inputs:
     - params: dict W_xh (H, D), W_hh (H, H), b_h (H,), W_hy (C, H), b_y (C,)
@@ -38,7 +40,8 @@ SOLUTIONS = {
     - "grads": list of n_updates dicts keyed like params
     - "h_last": h_T, (B, H)
     """
-    # Read: Chapter 4, "TBPTT(k1, k2)" and "Carrying the hidden state".
+    # Read: Chapter 4, "TBPTT(k1, k2)", "Where the gradient stops: detaching k2 steps back"
+    # and "Carrying the hidden state across chunks".
     ### BEGIN SOLUTION
     W_xh, W_hh, b_h = params["W_xh"], params["W_hh"], params["b_h"]
     W_hy, b_y = params["W_hy"], params["b_y"]
@@ -104,7 +107,7 @@ SOLUTIONS = {
     - "loss": each update's loss, computed before its SGD step, shape (n_updates,)
     - "h_last": h_T, (B, H)
     """
-    # Read: Chapter 4, "Training with TBPTT" and "Carrying the hidden state".
+    # Read: Chapter 4, "Training with TBPTT" and "Carrying the hidden state across chunks".
     ### BEGIN SOLUTION
     params = {k: p.copy() for k, p in params.items()}
     T, B, _ = xs.shape
@@ -171,6 +174,17 @@ MISTAKES = [
         "hidden state there is a constant (detached), so steps older than the window get "
         "no recurrent gradient.", S_DETACH,
         (("window_start = max(end - k2, 0)", "window_start = 0"),)),
+    MistakeEdit(
+        "tbptt_gradients", "only the state k2 steps back detached (k1 > k2)",
+        "TBPTT(k1, k2) treats every state up to the one k2 steps before the update point "
+        "as a constant, also where it feeds an output: when k1 > k2 the block's outputs "
+        "older than the window send nothing into W_xh, W_hh and b_h. Detaching only that "
+        "one state lets them backpropagate through their own past: a different algorithm.",
+        S_SINGLE_DETACH,
+        (("        for t in range(end - 1, window_start - 1, -1):\n",
+          "        for t in range(end - 1, min(window_start, start) - 1, -1):\n"
+          "            if t == window_start - 1:\n"
+          "                dh_next = np.zeros_like(h0)\n"),)),
     MistakeEdit(
         "tbptt_gradients", "backpropagated k1 steps instead of k2",
         "k1 says how often to update, k2 how far back to backpropagate: the window of "

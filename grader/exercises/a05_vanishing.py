@@ -65,7 +65,7 @@ SOLUTIONS = {
     - clipped: a new dict with the same keys and shapes
     - total_norm: the norm before clipping (float)
     """
-    # Read: Chapter 5, "Gradient clipping".
+    # Read: Chapter 5, "Exploding gradients and norm clipping".
     ### BEGIN SOLUTION
     total_norm = np.sqrt(sum(np.sum(g ** 2) for g in grads.values()))
     scale = min(1.0, max_norm / total_norm) if total_norm > 0 else 1.0
@@ -86,6 +86,12 @@ MISTAKES = [
         "dh_t/dh_{t-1} = diag(1 - h_t^2) W_hh: the derivative belongs to the step that "
         "h_{t-1} feeds into, h_t, not to h_{t-1} itself.", S_SLIP,
         (("(dh * (1 - hs[t] ** 2))", "(dh * (1 - hs[t - 1] ** 2))"),)),
+    MistakeEdit(
+        "hidden_grad_norms", "tanh derivative of h_{t-1} applied after W_hh",
+        "Each step back multiplies by diag(1 - h_t^2), then W_hh: dL/dh_{t-1} = "
+        "(dL/dh_t * (1 - h_t^2)) @ W_hh. Multiplying dL/dh_t @ W_hh by 1 - h_{t-1}^2 "
+        "instead is the slip of a widely read tutorial.", S_SLIP,
+        (("dh = (dh * (1 - hs[t] ** 2)) @ W_hh", "dh = (dh @ W_hh) * (1 - hs[t - 1] ** 2)"),)),
     MistakeEdit(
         "hidden_grad_norms", "tanh derivative left out (powers of W_hh only)",
         "Each step back multiplies by diag(1 - h_t^2) as well as W_hh: saturated units "
