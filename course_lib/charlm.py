@@ -18,7 +18,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from . import rnn
 from .data import batchify, one_hot
-from .losses import log_softmax, softmax
+from .losses import cross_entropy, softmax
 from .validation import as_float_array, class_targets, int_in_range
 
 
@@ -86,9 +86,8 @@ def perplexity(vs, targets):
                          f"and at least one prediction; got shape {vs.shape}")
     V = vs.shape[-1]
     targets = class_targets("targets", targets, vs.shape[:-1], V)
-    log_probs = log_softmax(vs.reshape(-1, V))
-    nll = -log_probs[np.arange(log_probs.shape[0]), targets.reshape(-1)]
-    return float(np.exp(np.mean(nll)))
+    mean_nll, _ = cross_entropy(vs.reshape(-1, V), targets.reshape(-1))
+    return float(np.exp(mean_nll))
 
 
 def evaluate(params, xs, targets, activation="tanh"):

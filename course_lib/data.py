@@ -8,7 +8,7 @@ from importlib import resources
 
 import numpy as np
 
-from .validation import int_in_range
+from .validation import check_shape, class_targets, int_in_range
 
 
 def adding_problem(T, batch, seed=0):
@@ -40,27 +40,27 @@ def adding_problem(T, batch, seed=0):
     return xs, targets
 
 
-def delayed_copy(T, lag, batch, vocab_size, seed=0):
-    """Delayed copy: output at step t the symbol that was input at step t - lag.
+def delayed_copy(T, delay, batch, vocab_size, seed=0):
+    """Delayed copy: output at step t the symbol that was input at step t - delay.
 
     Symbols are 1 .. vocab_size-1, one-hot encoded; class 0 is "blank", the target
-    for the first `lag` steps, before anything can be copied.
+    for the first `delay` steps, before anything can be copied.
 
     Inputs:
-    - T: sequence length;  lag: 0 <= lag < T;  batch: B
+    - T: sequence length;  delay: d, 0 <= d < T;  batch: B
     - vocab_size: V >= 2 (blank plus at least one symbol);  seed: for default_rng
     Returns:
     - xs: one-hot inputs, shape (T, B, V), float64
     - targets: int classes, shape (T, B) (use with loss="cross_entropy")
     """
     T = int_in_range("T", T, 1, 10**7)
-    lag = int_in_range("lag", lag, 0, T - 1)
+    delay = int_in_range("delay", delay, 0, T - 1)
     batch = int_in_range("batch", batch, 1, 10**7)
     vocab_size = int_in_range("vocab_size", vocab_size, 2, 10**5)
     rng = np.random.default_rng(seed)
     symbols = rng.integers(1, vocab_size, (T, batch))
     targets = np.zeros((T, batch), dtype=np.int64)
-    targets[lag:] = symbols[:T - lag]
+    targets[delay:] = symbols[:T - delay]
     return one_hot(symbols, vocab_size), targets
 
 
@@ -94,7 +94,8 @@ def one_hot(ids, size):
     Inputs: ids int array of any shape (...), values in [0, size)
     Returns: float64 array (..., size)
     """
-    ids = np.asarray(ids)
+    # Checked: an id outside [0, size) would silently give an all-zero row.
+    ids = class_targets("ids", ids, np.shape(ids), size)
     return (ids[..., None] == np.arange(size)).astype(np.float64)
 
 
@@ -153,24 +154,12 @@ def batchify(ids, batch):
     Stream b is the b-th contiguous slice of ids, so the hidden state can be
     carried from one chunk of time to the next (as in TBPTT).
 
-    Inputs: ids shape (N,);  batch: B
+    Inputs: ids shape (N,);  batch: B, 1 <= B <= N
     Returns: int array (N // B, B); leftover ids at the end are dropped
     """
     ids = np.asarray(ids)
+    check_shape("ids", ids, (None,), "(N,): one long sequence of ids")
+    batch = int_in_range("batch (number of streams)", batch, 1, len(ids))
     steps = len(ids) // batch
     return ids[:steps * batch].reshape(batch, steps).T.copy()
 
-
-def char_task(text, vocab, T, batch):
-    """Next-character prediction inputs and targets from a text.
-
-    Inputs:
-    - text: str;  vocab: CharVocab;  T: steps (xs covers T steps);  batch: B
-    Returns:
-    - xs: one-hot, shape (T, B, V)
-    - targets: int (T, B): the character following each input character
-    """
-    streams = batchify(vocab.encode(text), batch)
-    if streams.shape[0] < T + 1:
-        raise ValueError(f"text too short for T = {T} steps in {batch} streams")
-    return one_hot(streams[:T], vocab.size), streams[1:T + 1]

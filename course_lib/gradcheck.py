@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .validation import check_same_shape
+
 
 def _copy(params):
     if isinstance(params, dict):
@@ -72,11 +74,12 @@ class GradCheckReport:
 
     @property
     def max_error(self):
-        return max(self.errors.values(), default=0.0)
+        """The largest relative error; NaN if any is NaN, so that a NaN never passes."""
+        return float(np.max(list(self.errors.values()), initial=0.0))
 
     def passed(self, tol=1e-6):
-        """True if every parameter's relative error is below tol."""
-        return self.max_error < tol
+        """True if every parameter's relative error is below tol (NaN or inf fails)."""
+        return bool(self.max_error < tol)
 
     def __str__(self):
         width = max([len("param")] + [len(k) for k in self.errors])
@@ -96,5 +99,10 @@ def check_gradients(f, params, analytic, eps=1e-6):
     Returns:
     - GradCheckReport; print it for a table, .passed(tol) for a verdict
     """
+    for k in params:
+        if k not in analytic:
+            raise ValueError(f"analytic has no gradient for {k!r} (it has {list(analytic)}): "
+                             "give one per parameter, with the keys of params")
+        check_same_shape(f"analytic[{k!r}]", analytic[k], f"params[{k!r}]", params[k])
     numeric = numerical_gradient(f, params, eps)
     return GradCheckReport({k: rel_error(analytic[k], numeric[k]) for k in params})

@@ -484,8 +484,12 @@ def mismatch_text(m: dict, output_names, show_values: bool) -> str:
     if not show_values:  # a hidden case: sizes relative to the output, never its values
         return (f"{where} is wrong ({shape}): off by {_fmt(m['max_abs'] / m['scale'])} of "
                 f"its size" if m["scale"] else f"{where} is wrong ({shape}): should be 0")
+    # The allowance is rtol of the largest entry plus the float32 allowance (see the
+    # module docstring), so its share of that entry is computed, not assumed.
+    share = (f"{_fmt(m['tol'] / m['scale'])} of its largest expected entry, {_fmt(m['scale'])}"
+             if m["scale"] else "its expected entries are all 0")
     return (f"{where} is wrong ({shape}): max abs error {_fmt(m['max_abs'])}, allowed "
-            f"{_fmt(m['tol'])} (about 1e-4 of its largest expected entry, {_fmt(m['scale'])})")
+            f"{_fmt(m['tol'])} ({share})")
 
 
 def _which(i: int, n: int, case: dict, dims: dict, hidden: bool) -> str:

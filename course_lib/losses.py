@@ -1,7 +1,7 @@
 """Losses and their gradients: softmax, log-softmax, cross-entropy, MSE.
 
-All are shifted by the row maximum before exponentiating, so logits of +-1e4 give
-finite results.
+softmax, log_softmax and cross_entropy subtract the largest logit (along the class
+axis) before exponentiating, so logits of +-1e4 give finite results.
 """
 
 import numpy as np
@@ -36,17 +36,17 @@ def log_softmax(v, axis=-1):
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
-def softmax_jacobian(y):
-    """Jacobian d softmax(v) / dv = diag(y) - y y^T for one probability vector.
+def softmax_jacobian(y_hat):
+    """Jacobian d softmax(v) / dv = diag(y_hat) - y_hat y_hat^T for one probability vector.
 
     Inputs:
-    - y: softmax output, shape (C,)
+    - y_hat: softmax output, shape (C,)
     Returns:
-    - J, shape (C, C), J[i, j] = d y_i / d v_j
+    - J, shape (C, C), J[i, j] = d y_hat_i / d v_j
     """
-    y = np.asarray(y, dtype=np.float64)
-    check_shape("y", y, (None,), "(C,): one probability vector")
-    return np.diag(y) - np.outer(y, y)
+    y_hat = np.asarray(y_hat, dtype=np.float64)
+    check_shape("y_hat", y_hat, (None,), "(C,): one probability vector")
+    return np.diag(y_hat) - np.outer(y_hat, y_hat)
 
 
 def cross_entropy(v, targets):

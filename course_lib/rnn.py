@@ -16,11 +16,14 @@ predictions) or "mse" (v_t itself is the prediction; mean over all T*B*C element
 Mode "many_to_many" puts a loss on every step, "many_to_one" on the last step only.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from . import activations
 from .losses import check_loss_name, cross_entropy, mse, softmax
-from .validation import as_float_array, check_shape, class_targets, known_name, value_targets
+from .validation import (as_float_array, check_shape, class_targets, int_in_range, known_name,
+                         value_targets)
 
 PARAM_NAMES = ("W_xh", "W_hh", "b_h", "W_hy", "b_y")
 MODES = ("many_to_many", "many_to_one")
@@ -62,12 +65,12 @@ def check_params(params):
         raise KeyError(f"params is missing {missing}; init_params gives all of {list(PARAM_NAMES)}")
     for k in PARAM_NAMES:
         as_float_array(k, params[k])
-    H, D = np.shape(params["W_xh"])
-    C = np.shape(params["W_hy"])[0]
     check_shape("W_xh", params["W_xh"], (None, None), "(H, D)")
+    H, D = np.shape(params["W_xh"])
     check_shape("W_hh", params["W_hh"], (H, H), f"(H, H) with H = {H} from W_xh (H, D)")
     check_shape("b_h", params["b_h"], (H,), f"(H,) with H = {H}")
     check_shape("W_hy", params["W_hy"], (None, H), f"(C, H) with H = {H}")
+    C = np.shape(params["W_hy"])[0]
     check_shape("b_y", params["b_y"], (C,), f"(C,) with C = {C} from W_hy (C, H)")
     return D, H, C
 
@@ -88,6 +91,17 @@ def check_inputs(params, xs, h0):
     return xs, h0
 
 
+class StepCache(NamedTuple):
+    """What step_backward needs from step_forward: cache.h_t, or by position cache[2]."""
+
+    x_t: np.ndarray      # (B, D)
+    h_prev: np.ndarray   # h_{t-1}, (B, H)
+    h_t: np.ndarray      # (B, H)
+    W_xh: np.ndarray     # (H, D)
+    W_hh: np.ndarray     # (H, H)
+    act: activations.Activation
+
+
 def step_forward(x_t, h_prev, params, activation="tanh"):
     """One RNN step: h_t = phi(x_t @ W_xh.T + h_prev @ W_hh.T + b_h).
 
@@ -98,7 +112,7 @@ def step_forward(x_t, h_prev, params, activation="tanh"):
     - activation: "tanh", "relu" or "sigmoid"
     Returns:
     - h_t: shape (B, H)
-    - cache: tuple (x_t, h_prev, h_t, W_xh, W_hh, the Activation) for step_backward
+    - cache: StepCache (x_t, h_prev, h_t, W_xh, W_hh, act) for step_backward
     """
     act = activations.get(activation)
     W_xh, W_hh = params["W_xh"], params["W_hh"]
@@ -108,7 +122,7 @@ def step_forward(x_t, h_prev, params, activation="tanh"):
     h_prev = as_float_array("h_prev", h_prev)
     check_shape("h_prev", h_prev, (x_t.shape[0], H), f"(B, H) with B = {x_t.shape[0]} from x_t")
     h_t = act.f(x_t @ W_xh.T + h_prev @ W_hh.T + params["b_h"])
-    return h_t, (x_t, h_prev, h_t, W_xh, W_hh, act)
+    return h_t, StepCache(x_t, h_prev, h_t, W_xh, W_hh, act)
 
 
 def step_backward(dh_t, cache):
@@ -119,7 +133,7 @@ def step_backward(dh_t, cache):
 
     Inputs:
     - dh_t: dL/dh_t, the total gradient reaching h_t (from v_t and from step t+1), (B, H)
-    - cache: from step_forward
+    - cache: the StepCache from step_forward (or a tuple in its order)
     Returns:
     - dx_t: (B, D)
     - dh_prev: dL/dh_{t-1} through this step, (B, H)
@@ -167,6 +181,36 @@ def outputs(params, hs):
     return (hs.reshape(T * B, H) @ params["W_hy"].T + params["b_y"]).reshape(T, B, -1)
 
 
+def outputs_backward(params, h_out, dvs, steps):
+    """Backward through v_t = h_t @ W_hy.T + b_y for n outputs on the last n steps.
+
+    W_hy and b_y get the gradient of every output. The recurrence gets dv_t @ W_hy
+    (dL/dh_t through v_t) only from the outputs inside the window of the last `steps`
+    steps that `backward` runs through: all of them when n <= steps, else the last
+    `steps` of them (TBPTT with k1 > k2).
+
+    Inputs:
+    - params: dict with W_hy (C, H)
+    - h_out: the hidden states that produced the outputs, (n, B, H)
+    - dvs: dL/dv_t of those outputs, (n, B, C)
+    - steps: length S of the window that `backward` will run through
+    Returns:
+    - dh_out: (S, B, H), dL/dh_t through v_t only; zero at steps without an output
+      in the window
+    - grads: dict W_hy (C, H), b_y (C,)
+    """
+    n, B, H = h_out.shape
+    dv_rows = dvs.reshape(n * B, -1)
+    grads = {"W_hy": dv_rows.T @ h_out.reshape(n * B, H), "b_y": dv_rows.sum(axis=0)}
+    inside = min(n, steps)
+    dh_out = np.empty((steps, B, H))
+    dh_out[:steps - inside] = 0.0
+    # One product for all rows, written straight into dh_out (the reshape is a view).
+    np.matmul(dv_rows[(n - inside) * B:], params["W_hy"],
+              out=dh_out[steps - inside:].reshape(inside * B, H))
+    return dh_out, grads
+
+
 def forward(params, xs, h0=None, activation="tanh"):
     """Run the RNN over a batch of sequences.
 
@@ -200,7 +244,10 @@ def check_targets(targets, loss, mode, T, B, C):
 
 
 def loss_and_grad(vs, targets, loss):
-    """Mean loss over all rows of vs and dL/dvs.
+    """Mean loss of outputs vs against targets, and dL/dvs.
+
+    cross_entropy averages over the predictions (the rows of vs, every entry of
+    targets); mse averages over all elements of vs.
 
     Inputs:
     - vs: outputs (..., C)
@@ -209,6 +256,7 @@ def loss_and_grad(vs, targets, loss):
     Returns:
     - loss value (float), dvs of the shape of vs
     """
+    check_loss_name(loss)
     C = vs.shape[-1]
     if loss == "cross_entropy":
         value, dv = cross_entropy(vs.reshape(-1, C), targets.reshape(-1))
@@ -221,9 +269,12 @@ def backward(params, xs, hs, dh_out, activation="tanh"):
     """BPTT through a whole stored sequence, given the gradient each h_t receives
     directly (from its output v_t).
 
-    Going back in time: dh = dh_out[t] + dh_next;  da_t = dh * phi'(h_t);
-    dh_next = da_t @ W_hh. Then, with all da_t stacked as (T*B, H) rows,
-    dW_xh = da.T @ x, dW_hh = da.T @ h_prev, db_h = sum of da: one product each.
+    Going back in time, for t = T, ..., 1 (Python index t-1 for dh_out and xs):
+        dh_t = dh_out[t-1] + dh_next           (dh_next: from step t+1, zero at t = T)
+        da_t = dh_t * phi'(a_t)                (phi' computed from h_t = hs[t])
+        dh_next = da_t @ W_hh                  (the part of dL/dh_{t-1} from step t)
+    Then, with all da_t stacked as (T*B, H) rows, dW_xh = da.T @ x,
+    dW_hh = da.T @ h_prev, db_h = sum of da: one product each.
 
     Inputs:
     - params: dict from init_params
@@ -235,8 +286,11 @@ def backward(params, xs, hs, dh_out, activation="tanh"):
     - dh0: dL/dh_0, shape (B, H)
     """
     T, B, D = xs.shape
-    H = hs.shape[2]
     W_hh = params["W_hh"]
+    H = W_hh.shape[0]
+    check_shape("hs", hs, (T + 1, B, H), f"(T+1, B, H) with T, B = {T}, {B} from xs: hs[0] is h_0")
+    check_shape("dh_out", dh_out, (T, B, H), f"(T, B, H) with T, B = {T}, {B} from xs: "
+                "dh_out[t-1] = dL/dh_t")
     df = activations.get(activation).df
     das = np.empty((T, B, H))
     dh_next = np.zeros((B, H))
@@ -282,18 +336,9 @@ def bptt(params, xs, targets, h0=None, activation="tanh", loss="cross_entropy",
     h_out = hs[1:] if mode == "many_to_many" else hs[T:]
     vs = outputs(params, h_out)
     value, dvs = loss_and_grad(vs, targets, loss)
-
-    n_out, H = h_out.shape[0], hs.shape[2]
-    dv_rows = dvs.reshape(n_out * B, C)
-    dh_from_v = (dv_rows @ params["W_hy"]).reshape(n_out, B, H)
-    if n_out == T:
-        dh_out = dh_from_v
-    else:
-        dh_out = np.zeros((T, B, H))
-        dh_out[T - n_out:] = dh_from_v
+    dh_out, output_grads = outputs_backward(params, h_out, dvs, T)
     grads, _ = backward(params, xs, hs, dh_out, activation)
-    grads["W_hy"] = dv_rows.T @ h_out.reshape(n_out * B, H)
-    grads["b_y"] = dv_rows.sum(axis=0)
+    grads.update(output_grads)
     return value, {k: grads[k] for k in PARAM_NAMES}, hs[T].copy()
 
 
@@ -333,8 +378,8 @@ def sample(params, first_id, n, h=None, activation="tanh", temperature=1.0, seed
 
     Inputs:
     - params: dict from init_params with D == C (the vocabulary size V)
-    - first_id: int, the symbol to start from
-    - n: number of symbols to generate
+    - first_id: int in [0, V), the symbol to start from
+    - n: number of symbols to generate (>= 0)
     - h: hidden state to start from, shape (H,) or (1, H); zeros if None
     - activation: as in training;  temperature: > 0, lower is greedier
     - seed: for numpy's default_rng
@@ -346,11 +391,13 @@ def sample(params, first_id, n, h=None, activation="tanh", temperature=1.0, seed
         raise ValueError(f"sample needs one-hot inputs over the outputs' symbols: D = {D} != C = {C}")
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
+    symbol = int_in_range("first_id (a symbol of the vocabulary)", first_id, 0, C - 1)
+    n = int_in_range("n (symbols to generate)", n, 0, 10**7)
+    h = np.zeros((1, H)) if h is None else np.atleast_2d(as_float_array("h", h))
+    check_shape("h", h, (1, H), f"(one hidden state of H = {H} units, given as (H,) or (1, H))")
     rng = np.random.default_rng(seed)
-    h = np.zeros((1, H)) if h is None else as_float_array("h", h).reshape(1, H)
     x = np.zeros((1, D))
     ids = np.empty(n, dtype=np.int64)
-    symbol = first_id
     for i in range(n):
         x[:] = 0.0
         x[0, symbol] = 1.0

@@ -36,7 +36,7 @@ import numpy as np
 from . import activations
 from .optim import clip_grad_norm, grad_norm
 from .rnn import (PARAM_NAMES, backward, check_inputs, check_targets, hidden_states,
-                  loss_and_grad, outputs)
+                  loss_and_grad, outputs, outputs_backward)
 from .validation import int_in_range, known_name
 
 
@@ -90,7 +90,6 @@ def _generator(rng):
 def _updates(params, xs, targets, k1, k2, h0, activation, loss, keep_prob, rng):
     """The generator behind tbptt_updates (arguments already checked)."""
     T, B, _ = xs.shape
-    C = params["W_hy"].shape[0]
     hs = np.empty((T + 1, B, h0.shape[1]))
     hs[0] = h0
     start = 0
@@ -100,13 +99,10 @@ def _updates(params, xs, targets, k1, k2, h0, activation, loss, keep_prob, rng):
         h_block = hs[start + 1:end + 1]
         value, dvs = loss_and_grad(outputs(params, h_block), targets[start:end], loss)
 
-        n, H = end - start, hs.shape[2]
-        dv_rows = dvs.reshape(n * B, C)
         # The window covers steps window_start+1 .. end; h_{window_start} is a constant.
+        # Outputs older than the window (k1 > k2) give gradients to W_hy and b_y only.
         window_start = max(end - k2, 0)
-        first_inside = max(start, window_start)
-        dh_out = np.zeros((end - window_start, B, H))
-        dh_out[first_inside - window_start:] = dvs[first_inside - start:] @ params["W_hy"]
+        dh_out, output_grads = outputs_backward(params, h_block, dvs, end - window_start)
         grads, dh_window_start = backward(params, xs[window_start:end],
                                           hs[window_start:end + 1], dh_out, activation)
         if keep_prob is not None and window_start > 0:
@@ -114,8 +110,7 @@ def _updates(params, xs, targets, k1, k2, h0, activation, loss, keep_prob, rng):
             if extra_steps:
                 _add_random_extension(grads, params, xs, hs, window_start, extra_steps,
                                       dh_window_start, keep_prob, activation)
-        grads["W_hy"] = dv_rows.T @ h_block.reshape(n * B, H)
-        grads["b_y"] = dv_rows.sum(axis=0)
+        grads.update(output_grads)
         yield end, value, {k: grads[k] for k in PARAM_NAMES}
         start = end
     return hs[T].copy()

@@ -70,6 +70,22 @@ def check_shape(name, arr, expected, what=""):
         )
 
 
+def check_same_shape(name, arr, like_name, like):
+    """Raise ValueError unless arr has the shape of `like` (a gradient and its parameter).
+
+    Inputs:
+    - name: the argument's name, e.g. "analytic['W_xh']"
+    - arr: the array to check
+    - like_name: the name of the array whose shape it must have
+    - like: that array
+    """
+    shape = np.shape(like)
+    # Swapping rows and columns is the usual slip between the math and the code.
+    transposed = len(shape) == 2 and shape[0] != shape[1] and np.shape(arr) == shape[::-1]
+    check_shape(name, arr, shape,
+                f"(the shape of {like_name}{': transposed?' if transposed else ''})")
+
+
 def class_targets(name, targets, shape, num_classes):
     """Return integer class targets after checking dtype, shape and range.
 

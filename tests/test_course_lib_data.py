@@ -18,7 +18,7 @@ def test_adding_problem():
 
 
 def test_delayed_copy():
-    xs, targets = data.delayed_copy(T=12, lag=3, batch=5, vocab_size=4, seed=1)
+    xs, targets = data.delayed_copy(T=12, delay=3, batch=5, vocab_size=4, seed=1)
     assert xs.shape == (12, 5, 4) and targets.shape == (12, 5)
     assert np.issubdtype(targets.dtype, np.integer)
     symbols = xs.argmax(axis=-1)
@@ -29,8 +29,8 @@ def test_delayed_copy():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(T=5, lag=5, batch=2, vocab_size=3), r"lag must lie in \[0, 4\], got 5"),
-    (dict(T=5, lag=1, batch=2, vocab_size=1), r"vocab_size must lie in \[2, 100000\], got 1"),
+    (dict(T=5, delay=5, batch=2, vocab_size=3), r"delay must lie in \[0, 4\], got 5"),
+    (dict(T=5, delay=1, batch=2, vocab_size=1), r"vocab_size must lie in \[2, 100000\], got 1"),
 ])
 def test_delayed_copy_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -55,16 +55,26 @@ def test_vocab_round_trip_and_unknown_characters():
         vocab.encode("a~")
 
 
-def test_batchify_and_char_task():
+def test_batchify():
     streams = data.batchify(np.arange(10), 3)
     np.testing.assert_array_equal(streams, [[0, 3, 6], [1, 4, 7], [2, 5, 8]])
-    vocab = data.CharVocab("abcab")
-    xs, targets = data.char_task("abcabcabca", vocab, T=3, batch=2)
-    assert xs.shape == (3, 2, 3)
-    np.testing.assert_array_equal(xs.argmax(-1), [[0, 2], [1, 0], [2, 1]])
-    np.testing.assert_array_equal(targets, [[1, 0], [2, 1], [0, 2]])
-    with pytest.raises(ValueError, match="text too short for T = 5 steps in 2 streams"):
-        data.char_task("abcabcab", vocab, T=5, batch=2)
+
+
+@pytest.mark.parametrize("ids,batch,match", [
+    (np.arange(5), 0, r"batch \(number of streams\) must lie in \[1, 5\], got 0"),
+    (np.arange(5), 6, r"batch \(number of streams\) must lie in \[1, 5\], got 6"),
+    (np.zeros((2, 3), dtype=int), 1, r"ids has shape \(2, 3\), expected \(any,\) \(N,\)"),
+])
+def test_batchify_bad_arguments(ids, batch, match):
+    with pytest.raises(ValueError, match=match):
+        data.batchify(ids, batch)
+
+
+@pytest.mark.parametrize("ids", [[0, 3, 1], [-1, 0, 1]])
+def test_one_hot_rejects_ids_out_of_range(ids):
+    # Before: an id outside [0, size) silently became an all-zero row.
+    with pytest.raises(ValueError, match=r"ids must lie in \[0, 3\)"):
+        data.one_hot(np.array(ids), 3)
 
 
 def test_delayed_xor():

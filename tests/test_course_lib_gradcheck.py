@@ -58,3 +58,29 @@ def test_report_formatting():
     report = GradCheckReport({"W_hh": 1.5e-9, "b_h": 2e-3})
     assert report.max_error == 2e-3
     assert str(report).splitlines() == ["param  rel. error", "W_hh   1.50e-09", "b_h    2.00e-03"]
+
+
+def test_a_nan_error_fails_even_when_it_is_not_first():
+    # Python's max() gives 1e-9 for max([1e-9, nan]): the NaN must not be skipped.
+    report = GradCheckReport({"W": 1e-9, "b": float("nan")})
+    assert not report.passed(1e-6) and np.isnan(report.max_error)
+
+
+def test_a_nan_in_the_analytic_gradient_fails():
+    params = {"w": np.array([1.0, -2.0]), "b": np.array([0.5])}
+    report = check_gradients(lambda p: float(np.sum(p["w"] ** 2) + p["b"][0]), params,
+                             {"w": 2 * params["w"], "b": np.array([np.nan])})
+    assert not report.passed()
+
+
+def test_check_gradients_names_a_wrong_shape_or_a_missing_key():
+    params = {"W": np.ones((3, 2))}
+
+    def f(p):
+        return float(np.sum(p["W"] ** 2))
+
+    with pytest.raises(ValueError, match=r"analytic\['W'\] has shape \(2, 3\), expected "
+                                         r"\(3, 2\) \(the shape of params\['W'\]: transposed\?\)"):
+        check_gradients(f, params, {"W": np.ones((2, 3))})
+    with pytest.raises(ValueError, match=r"analytic has no gradient for 'W' \(it has \['w'\]\)"):
+        check_gradients(f, params, {"w": np.ones((3, 2))})

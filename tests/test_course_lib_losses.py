@@ -104,7 +104,7 @@ def test_mse_bad_inputs():
 
 
 def test_softmax_jacobian_wants_one_vector():
-    with pytest.raises(ValueError, match=r"y has shape \(2, 2\), expected \(any,\)"):
+    with pytest.raises(ValueError, match=r"y_hat has shape \(2, 2\), expected \(any,\)"):
         losses.softmax_jacobian(np.full((2, 2), 0.5))
 
 

@@ -49,3 +49,28 @@ def test_clip_grad_norm():
     assert norm == 0.0 and np.array_equal(zero["a"], np.zeros(2))
     with pytest.raises(ValueError, match="max_norm must be positive, got 0"):
         optim.clip_grad_norm(grads, 0)
+
+
+@pytest.mark.parametrize("make", [lambda: optim.SGD(0.1), lambda: optim.Momentum(0.1, 0.9)])
+@pytest.mark.parametrize("grads,match", [
+    ({"W": np.ones((3, 2)), "b": np.ones(3)},
+     r"the gradient of W has shape \(3, 2\), expected \(2, 3\) \(the shape of W: transposed\?\)"),
+    ({"W": np.ones((2, 3)), "b": np.ones(1)},
+     r"the gradient of b has shape \(1,\), expected \(3,\)"),
+    ({"W": np.ones((2, 3))}, r"grads has no gradient for 'b' \(it has \['W'\]\)"),
+    ({"W": np.ones((2, 3)), "b": np.array([1.0, np.nan, 1.0])},
+     r"the gradient of b is not finite \(NaN or inf\): lower the learning rate"),
+])
+def test_optimizers_reject_a_bad_gradient_and_leave_params_alone(make, grads, match):
+    params = {"W": np.zeros((2, 3)), "b": np.zeros(3)}
+    with pytest.raises(ValueError, match=match):
+        make().step(params, grads)
+    assert not params["W"].any() and not params["b"].any()
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_clip_grad_norm_rejects_a_non_finite_gradient(bad):
+    # Before: inf gave NaN (inf * 0), and NaN passed unchanged.
+    grads = {"W": np.ones((2, 2)), "b": np.array([1.0, bad])}
+    with pytest.raises(ValueError, match="the gradient of b holds NaN or inf: clipping cannot"):
+        optim.clip_grad_norm(grads, 1.0)

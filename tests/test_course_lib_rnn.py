@@ -349,6 +349,44 @@ def test_step_functions_check_shapes():
         rnn.step_backward(np.zeros((5, 2)), cache)
 
 
+
+def test_step_cache_fields_have_names():
+    params, xs, _, h0 = good_problem()
+    h_t, cache = rnn.step_forward(xs[0], h0, params)
+    assert cache.h_t is h_t and cache[2] is cache.h_t and cache.h_prev is not None
+    # step_backward still takes a plain tuple in the same order (the grader builds one).
+    by_name, by_tuple = rnn.step_backward(h0, cache), rnn.step_backward(h0, tuple(cache))
+    np.testing.assert_array_equal(by_name[1], by_tuple[1])
+
+
+@pytest.mark.parametrize("which,match", [
+    ("W_xh", r"W_xh has shape \(5,\), expected \(any, any\)"),
+    ("W_hy", r"W_hy has shape \(\), expected \(any, 5\)"),
+])
+def test_weights_of_the_wrong_rank_are_named(which, match):
+    # Before: H, D and C were read off W_xh and W_hy before their shapes were checked.
+    params, xs, targets, h0 = good_problem()
+    params[which] = np.zeros(5) if which == "W_xh" else np.zeros(())
+    with pytest.raises(ValueError, match=match):
+        rnn.bptt(params, xs, targets, h0)
+
+
+def test_loss_and_grad_rejects_an_unknown_loss():
+    vs, targets = np.zeros((2, 3, 4)), np.zeros((2, 3, 4))
+    with pytest.raises(ValueError, match="unknown loss 'msee': choose one of 'cross_entropy', 'mse'"):
+        rnn.loss_and_grad(vs, targets, "msee")
+
+
+def test_backward_checks_the_shapes_of_hs_and_dh_out():
+    params, xs, targets, h0 = good_problem()
+    hs, vs = rnn.forward(params, xs, h0)
+    dh_out = rnn.loss_and_grad(vs, targets, "cross_entropy")[1] @ params["W_hy"]
+    # dh_out with a row for h_0 as well would be read one step off, silently.
+    with pytest.raises(ValueError, match=r"dh_out has shape \(5, 2, 5\), expected \(4, 2, 5\)"):
+        rnn.backward(params, xs, hs, np.concatenate([dh_out[:1], dh_out]))
+    with pytest.raises(ValueError, match=r"hs has shape \(4, 2, 5\), expected \(5, 2, 5\).*hs\[0\] is h_0"):
+        rnn.backward(params, xs, hs[1:], dh_out)
+
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 def test_backward_returns_dl_dh0(activation):
     params, xs, targets, h0 = make_problem(dict(T=5, B=2, D=3, H=4, C=3), seed=12)
@@ -373,3 +411,16 @@ def test_sample_follows_a_learned_cycle():
         rnn.sample(rnn.init_params(3, 5, 4), first_id=0, n=2)
     with pytest.raises(ValueError, match="temperature must be positive, got 0"):
         rnn.sample(params, first_id=0, n=2, temperature=0)
+    with_h = rnn.sample(params, first_id=2, n=6, h=np.zeros(V), temperature=0.5, seed=1)
+    np.testing.assert_array_equal(with_h, ids)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(first_id=4, n=2), r"first_id \(a symbol of the vocabulary\) must lie in \[0, 3\], got 4"),
+    (dict(first_id=-1, n=2), r"first_id \(a symbol of the vocabulary\) must lie in \[0, 3\], got -1"),
+    (dict(first_id=0, n=-1), r"n \(symbols to generate\) must lie in \[0, 10000000\], got -1"),
+    (dict(first_id=0, n=2, h=np.zeros(7)), r"h has shape \(1, 7\), expected \(1, 5\)"),
+])
+def test_sample_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        rnn.sample(rnn.init_params(4, 5, 4), **kwargs)

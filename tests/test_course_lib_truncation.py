@@ -124,7 +124,7 @@ def test_train_tbptt_matches_torch_chunked_training():
 def test_train_tbptt_learns_delayed_copy_and_clips():
     from course_lib.data import delayed_copy
 
-    xs, targets = delayed_copy(T=60, lag=2, batch=16, vocab_size=4, seed=0)
+    xs, targets = delayed_copy(T=60, delay=2, batch=16, vocab_size=4, seed=0)
     params = rnn.init_params(4, 16, 4, seed=0)
     history = train_tbptt(params, xs, targets, 10, 10, optim.Momentum(0.3, 0.9),
                           epochs=30, max_norm=1.0)

@@ -20,7 +20,7 @@ momentum step, softmax, log-softmax, the softmax Jacobian, both losses and their
 gradients, every RNN pass (steps, hidden states, outputs, loss gradient, backward,
 BPTT, gradient norms, sampling), numerical gradients, TBPTT, the optimizers and
 norm clipping, and for the language model the cutting of ids into streams
-(data.batchify, data.char_task, charlm.stream_task), perplexity (also the n-gram
+(data.batchify, charlm.stream_task), perplexity (also the n-gram
 one and evaluate), the tempered softmax and text sampling. What stays is data,
 initialisation, validation, activations (the assignments hand them out), the
 train/validation split and the record-writing ``checks``.
@@ -49,7 +49,7 @@ COURSE_LIB_ALLOWED: dict[str, str | frozenset] = {
     "course_lib": ALL,
     "course_lib.checks": ALL,
     "course_lib.validation": ALL,
-    # batchify and char_task cut ids into time-major streams (the graded make_streams)
+    # batchify cuts ids into time-major streams (the graded make_streams)
     "course_lib.data": frozenset({"adding_problem", "delayed_copy", "delayed_xor", "one_hot",
                                   "CORPORA", "load_corpus", "CharVocab", "encode", "decode"}),
     "course_lib.activations": ALL,
