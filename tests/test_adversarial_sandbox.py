@@ -4,6 +4,7 @@ the cells after it still run. The end-to-end corpus (through `python -m grader g
 is in test_adversarial_corpus.py."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -57,9 +58,10 @@ def test_each_run_keeps_its_files_in_a_private_folder(tmp_path, monkeypatch):
 
 def test_the_folder_of_a_killed_run_is_removed_by_the_next_run(tmp_path, monkeypatch):
     """A run killed by SIGKILL cannot remove its folder (the files its submissions wrote
-    stay in the temporary directory): the next run removes it. It leaves alone the folder
-    of a run still alive, a folder without a lock file and a link named like a run's
-    folder (pointing at an abandoned one)."""
+    stay in the temporary directory) or end a sandbox that outlived it: the next run
+    removes the folder and kills the processes that name it. It leaves alone the folder
+    of a run still alive (and its processes), a folder without a lock file and a link
+    named like a run's folder (pointing at an abandoned one)."""
     import signal
     import tempfile
 
@@ -80,12 +82,20 @@ def test_the_folder_of_a_killed_run_is_removed_by_the_next_run(tmp_path, monkeyp
     (tmp_path / f"{rundir.PREFIX}link").symlink_to(elsewhere)
     unlocked = tmp_path / f"{rundir.PREFIX}nolock"
     unlocked.mkdir()
+    # stand-ins for sandboxes: processes whose command line names a run's folder
+    strays = {run: subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)",
+                                     str(run / "k" / "kernel.json")]) for run in (killed, alive)}
     try:
         runs[0].send_signal(signal.SIGKILL)
         assert runs[0].wait() == -signal.SIGKILL
         assert (killed / "k/deep/answer.npy").exists()  # control: killed, nothing removed
+        assert strays[killed].poll() is None  # ... and its stray still runs
         new = rundir.make_run_root()
         assert not killed.exists(), "the killed run's folder is still there"
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            strays[killed].wait(timeout=10)
+        assert strays[killed].returncode == -signal.SIGKILL, "its stray still runs"
+        assert strays[alive].poll() is None, "a live run's process was killed"
         assert (alive / "k/deep/answer.npy").exists(), "a live run's folder was removed"
         assert (elsewhere / rundir.LOCK).exists() and unlocked.is_dir()
         assert (tmp_path / f"{rundir.PREFIX}link").is_symlink()
@@ -96,6 +106,9 @@ def test_the_folder_of_a_killed_run_is_removed_by_the_next_run(tmp_path, monkeyp
         for proc in runs:
             proc.wait()
             proc.stdout.close()
+        for proc in strays.values():
+            proc.kill()
+            proc.wait()
     assert rundir.remove_abandoned() == [str(alive)]  # its run has ended now
 
 

@@ -205,6 +205,12 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def _naming(folder: Path) -> list[str]:
+    """The command lines of the live processes that name a path inside ``folder``."""
+    lines = [_cmdline(int(p)) for p in os.listdir("/proc") if p.isdigit()]
+    return [line for line in lines if f"{folder}/" in line]
+
+
 def _alive(pids) -> set:
     from grader.sandbox.kernel import _procs
 
@@ -378,23 +384,28 @@ def _kill_workers_grading(proc: subprocess.Popen, student: str, seconds: float) 
 
 
 def test_the_local_pool_grades_a_notebook_that_kills_its_worker_alone(
-        classroom, reference, tmp_path):
+        classroom, reference, tmp_path, short_tmp_path):
     """``-j 2``: a notebook whose worker dies whenever it is graded breaks the pool twice
     together with ada's notebook; each is then graded alone, ada's gets its reference
     grade, the poison's worker dies a third time and it ends "not graded" (WorkerLost,
-    with the reason), and the rest of the class is graded."""
+    with the reason), and the rest of the class is graded. No sandbox outlives the run,
+    although each worker is killed the moment its sandbox appears, before bubblewrap can
+    ask to die with it."""
     root = _copy(classroom, tmp_path / "course")
     poison = "a-poison"  # sorts first: it and ada's notebook open each pool together
     shutil.copytree(root / "grader" / "submitted" / "ada" / "00_demo",
                     root / "grader" / "submitted" / poison / "00_demo")
     proc = subprocess.Popen([sys.executable, "-m", "grader", "grade", "--root", str(root),
                              "-q", "-j", "2", "--assignment", "00_demo"], cwd=REPO,
-                            env=DEMO_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            env={**DEMO_ENV, "TMPDIR": str(short_tmp_path)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed = _kill_workers_grading(proc, poison, seconds=300)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, out + err
     assert len(killed) == 3, killed  # two pool breaks, then graded alone
+    # (the kills above found each sandbox by its command line, inside short_tmp_path)
+    left = _naming(short_tmp_path)
+    assert not left, f"{len(left)} processes of the run outlived it: {left[0][:200]}"
     row = read_grades(root)[(poison, "00_demo")]
     assert row["status"] == "not graded" and "also when it was graded alone" in row["note"], row
     page = (root / "grader" / "feedback" / poison / "00_demo" / "00_demo.html").read_text()

@@ -11,6 +11,11 @@ A run that is killed (SIGKILL, a Dask worker stopped by its nanny) cannot remove
 folder, so each folder holds a lock file that its run keeps locked while it lives
 (``flock``: the kernel drops the lock when the last process holding it ends, however it
 ends). Making a new folder first removes this user's folders whose lock nobody holds.
+
+A folder is removed together with the processes that still name it on their command
+line: a kernel's sandbox (bubblewrap) asks to die with the worker that started it
+(``--die-with-parent``), but a worker killed in the moment before bubblewrap asks leaves
+the sandbox and its kernel running, with no parent, for ever.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import atexit
 import fcntl
 import os
 import shutil
+import signal
 import stat
 import tempfile
 
@@ -39,7 +45,9 @@ def make_run_root() -> str:
 
 
 def remove_run_root(path: str) -> None:
-    """Remove a folder made by ``make_run_root`` and let go of its lock."""
+    """End the processes left in a folder made by ``make_run_root``, remove it, and let go
+    of its lock."""
+    kill_processes_naming(path)
     remove_tree(path)
     fd = _LOCKS.pop(path, None)
     if fd is not None:
@@ -66,11 +74,33 @@ def remove_abandoned() -> list[str]:
             except BlockingIOError:
                 continue  # its run is alive
             else:
+                kill_processes_naming(entry.path)
                 remove_tree(entry.path)
                 removed.append(entry.path)
             finally:
                 os.close(fd)
     return removed
+
+
+def kill_processes_naming(folder: str) -> int:
+    """SIGKILL every process (that this user may signal) whose command line names a path
+    inside ``folder``; returns how many. The folder's name is random and private to one
+    run, so nothing else names it."""
+    inside = os.fsencode(os.path.join(folder, ""))
+    killed = 0
+    try:
+        pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:  # no /proc: no sandbox either
+        return 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if inside in fh.read():
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+        except OSError:  # gone, or not ours to read or signal
+            pass
+    return killed
 
 
 def run_root() -> str:
