@@ -16,6 +16,10 @@ from pathlib import Path
 
 from . import registry
 
+# the settings (environment variables) whose value changes grades: the time limits of a
+# cell and of a notebook (nbgrader_config.py reads them; its defaults are in the hash too)
+TIME_LIMITS = ("COURSE_CELL_TIMEOUT", "COURSE_NOTEBOOK_TIMEOUT")
+
 
 def _hash_tree(path: Path, h) -> None:
     for root, dirs, files in os.walk(path, followlinks=False):
@@ -85,4 +89,6 @@ def fingerprint(root: Path, assignment: str) -> str:
         h.update(text.encode() + b"\0")
     h.update(grading_salt(root).encode())
     h.update(os.environ.get("COURSE_SANDBOX", "1").encode())
+    for limit in TIME_LIMITS:  # a notebook cut off at one limit may finish at another
+        h.update(f"{limit}={os.environ.get(limit, '')}\0".encode())
     return h.hexdigest()

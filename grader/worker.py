@@ -37,14 +37,13 @@ import time
 from pathlib import Path
 
 from . import inert, nbapi, scrub, staging
-from .fingerprint import fingerprint
+from .fingerprint import TIME_LIMITS, fingerprint
 from .sandbox.rundir import fresh_dir, remove_tree
 
 WORKER_MEMORY = 6 * 1024**3  # address space of a grading worker (nbgrader + one notebook)
 # the coordinator's settings a grade depends on, sent with every job (the fingerprint
-# covers COURSE_SANDBOX; the others change time limits or the registry)
-SETTINGS = ("COURSE_SANDBOX", "COURSE_CELL_TIMEOUT", "COURSE_NOTEBOOK_TIMEOUT",
-            "COURSE_EXERCISES_MODULE")
+# covers each: the sandbox, the time limits, and the registry through its files)
+SETTINGS = ("COURSE_SANDBOX", *TIME_LIMITS, "COURSE_EXERCISES_MODULE")
 
 
 class CourseMismatch(RuntimeError):

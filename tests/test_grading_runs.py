@@ -96,7 +96,7 @@ def test_a_rerun_grades_again_only_when_what_decides_a_grade_changes(demo):
     (test_grading_pipeline.py shows the same for a whole class)."""
     root, code, env, _, _ = demo
 
-    def rerun() -> int:
+    def rerun(env=env) -> int:
         return _graded_count(run_grade(root, env=env, cwd=code))
 
     for what in (code / "grader" / "judge.py", code / "demo" / "demo_registry.py",
@@ -106,7 +106,9 @@ def test_a_rerun_grades_again_only_when_what_decides_a_grade_changes(demo):
         assert rerun() == 1, f"{what.name} changed"
     (root / judge.SALT_FILE).write_text("another-salt-" + "1" * 32 + "\n")
     assert rerun() == 1, "the salt changed"
-    assert rerun() == 0, "nothing changed since"
+    longer = {**env, "COURSE_CELL_TIMEOUT": "31", "COURSE_NOTEBOOK_TIMEOUT": "301"}
+    assert rerun(longer) == 1, "the time limits changed"
+    assert rerun(longer) == 0, "nothing changed since"
     assert float(read_grades(root)[("ada", A)]["auto_score"]) == 3
 
 
