@@ -86,13 +86,13 @@ SOCKET_PATH_MAX = 107
 
 
 def _socket_path_problem() -> str | None:
-    longest = os.path.join(os.environ.get("COURSE_RUN_DIR") or os.path.join(
-        tempfile.gettempdir(), PREFIX + "x" * 8), "k-" + "x" * 8, "ipc", "k-99999")
-    if len(os.fsencode(longest)) <= SOCKET_PATH_MAX:
+    longest = len(os.fsencode(os.path.join(os.environ.get("COURSE_RUN_DIR") or os.path.join(
+        tempfile.gettempdir(), PREFIX + "x" * 8), "k-" + "x" * 8, "ipc", "k-99999")))
+    if longest <= SOCKET_PATH_MAX:
         return None
     return (f"the temporary folder {tempfile.gettempdir()} has too long a path for the "
-            f"kernels' sockets ({len(os.fsencode(longest))} bytes, at most "
-            f"{SOCKET_PATH_MAX}): set TMPDIR to a folder with a shorter path, e.g. TMPDIR=/tmp")
+            f"kernels' sockets ({longest} bytes, at most {SOCKET_PATH_MAX}): set TMPDIR "
+            "to a folder with a shorter path, e.g. TMPDIR=/tmp")
 
 
 @lru_cache(maxsize=1)

@@ -45,8 +45,8 @@ def make_run_root() -> str:
 
 
 def remove_run_root(path: str) -> None:
-    """End the processes left in a folder made by ``make_run_root``, remove it, and let go
-    of its lock."""
+    """End the processes left in a run folder, remove it, and let go of its lock if this
+    process holds it (a folder of ``make_run_root``'s, or one abandoned by its run)."""
     kill_processes_naming(path)
     remove_tree(path)
     fd = _LOCKS.pop(path, None)
@@ -74,33 +74,29 @@ def remove_abandoned() -> list[str]:
             except BlockingIOError:
                 continue  # its run is alive
             else:
-                kill_processes_naming(entry.path)
-                remove_tree(entry.path)
+                remove_run_root(entry.path)
                 removed.append(entry.path)
             finally:
                 os.close(fd)
     return removed
 
 
-def kill_processes_naming(folder: str) -> int:
+def kill_processes_naming(folder: str) -> None:
     """SIGKILL every process (that this user may signal) whose command line names a path
-    inside ``folder``; returns how many. The folder's name is random and private to one
-    run, so nothing else names it."""
+    inside ``folder``. The folder's name is random and private to one run, so nothing
+    else names it."""
     inside = os.fsencode(os.path.join(folder, ""))
-    killed = 0
     try:
         pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
     except OSError:  # no /proc: no sandbox either
-        return 0
+        return
     for pid in pids:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as fh:
                 if inside in fh.read():
                     os.kill(pid, signal.SIGKILL)
-                    killed += 1
         except OSError:  # gone, or not ours to read or signal
             pass
-    return killed
 
 
 def run_root() -> str:
